@@ -1,0 +1,199 @@
+"""Import existing checkpoints (``torch.save`` state dicts, safetensors) as a run.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: a file whose unpickling would run
+code is refused, never executed. The run is built in a temporary directory beside the target
+and renamed into place only when every file has been imported, so a failure leaves nothing.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .errors import CorruptRunError, LayoutMismatchError, WeightspaceError
+from .layout import ParamLayout
+from .store import RUN_JSON, SNAPSHOTS, make_run_header, save_array, snapshot_name, write_json
+
+NESTED_KEYS = ("model", "state_dict", "model_state_dict", "module", "net")
+BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def natural_key(path: str | Path) -> list[Any]:
+    """Sort key that orders ``epoch_2`` before ``epoch_10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Glob patterns, files and directories to a naturally sorted list of files."""
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    out: list[Path] = []
+    for item in items:
+        s = str(item)
+        if glob.has_magic(s):
+            out += [Path(p) for p in glob.glob(s)]
+        elif Path(s).is_dir():
+            out += [p for p in Path(s).iterdir()
+                    if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".safetensors")]
+        else:
+            out.append(Path(s))
+    if not out:
+        raise WeightspaceError(f"paths: {items!r} matched no checkpoint file; check the pattern")
+    return sorted(set(out), key=natural_key)
+
+
+def step_from_name(path: Path) -> int | None:
+    """The last integer in the file name's stem (``epoch_012.pt`` -> 12)."""
+    nums = re.findall(r"\d+", path.stem)
+    return int(nums[-1]) if nums else None
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a state dict safely; unwrap ``{"model": state_dict}``-style nesting."""
+    if not path.is_file():
+        raise WeightspaceError(f"checkpoint {str(path)!r} does not exist; check the path")
+    try:
+        if path.suffix == ".safetensors":
+            try:
+                from safetensors.torch import load_file
+            except ImportError:
+                raise WeightspaceError(
+                    "reading .safetensors needs the safetensors package: "
+                    "pip install 'weightspace[safetensors]'"
+                ) from None
+            obj: Any = load_file(str(path), device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except WeightspaceError:
+        raise
+    except Exception as e:  # pickle.UnpicklingError and friends
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CorruptRunError(
+            f"checkpoint {path}: refused or unreadable ({first[:200]}); only tensors and plain "
+            "containers are loaded (weights_only=True)"
+        ) from None
+    for _ in range(3):
+        if isinstance(obj, Mapping) and not _is_state_dict(obj):
+            inner = next((obj[k] for k in NESTED_KEYS if k in obj and isinstance(obj[k], Mapping)),
+                         None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, Mapping) or not _is_state_dict(obj):
+        raise CorruptRunError(
+            f"checkpoint {path}: no state dict of tensors found (looked under "
+            f"{', '.join(NESTED_KEYS)}); save model.state_dict()"
+        )
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def _is_state_dict(obj: Mapping) -> bool:
+    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _parameters_only(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Without a model: every floating tensor except BatchNorm statistics."""
+    return {k: v for k, v in state.items()
+            if v.is_floating_point() and not k.endswith(BUFFER_SUFFIXES)}
+
+
+def _flatten(state: dict[str, torch.Tensor], layout: ParamLayout, path: Path) -> torch.Tensor:
+    if not all(n in state for n in layout.names) and all(k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DDP
+    try:
+        return layout.flatten(state)
+    except LayoutMismatchError as e:
+        raise LayoutMismatchError(f"checkpoint {path}: {e}") from None
+
+
+def import_checkpoints(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    run_dir: str | os.PathLike,
+    *,
+    model: torch.nn.Module | None = None,
+    steps: Literal["names", "order"] | Sequence[int] = "names",
+    dtype: str = "float32",
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Build a run from checkpoint files.
+
+    Args:
+        paths: files, directories or glob patterns (``"ckpt/epoch_*.pt"``); sorted naturally.
+        run_dir: the run to create; must not exist yet.
+        model: the model the checkpoints belong to; its trainable parameters define the
+            layout (recommended). Without it every floating tensor except BatchNorm
+            statistics is taken, in the file's order.
+        steps: ``"names"`` (the last number in each file name), ``"order"`` (0, 1, ...),
+            or explicit step numbers.
+        dtype: storage dtype (``"float32"``, ``"float64"``, ``"float16"``).
+        metadata: stored in ``run.json``.
+
+    Returns:
+        the run directory.
+
+    Raises:
+        WeightspaceError: no files, duplicate or missing steps, the run exists.
+        LayoutMismatchError: a checkpoint does not match the layout (names the tensor).
+        CorruptRunError: a file is unreadable or would execute code when unpickled.
+    """
+    files = expand_paths(paths)
+    run_dir = Path(run_dir)
+    if run_dir.exists():
+        raise WeightspaceError(f"run_dir: {str(run_dir)!r} already exists; choose a new directory")
+    step_list = _steps_for(files, steps)
+    layout = ParamLayout.from_module(model) if model is not None else None
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir.with_name(f".{run_dir.name}.importing-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        (tmp / SNAPSHOTS).mkdir(parents=True)
+        for f, step in zip(files, step_list):
+            state = load_state_dict(f)
+            if layout is None:
+                layout = ParamLayout.from_state_dict(_parameters_only(state))
+            flat = _flatten(state, layout, f).to(torch.float64 if dtype == "float64"
+                                                 else torch.float32)
+            save_array(tmp / SNAPSHOTS / snapshot_name(step),
+                       flat.numpy().astype(dtype, copy=False), fsync=False)
+        meta = {"imported_from": [str(f) for f in files], **dict(metadata or {})}
+        write_json(tmp / RUN_JSON, make_run_header(layout, every=1, dtype=dtype, metadata=meta))
+        (tmp / "metrics.jsonl").write_text("")
+        os.replace(tmp, run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return run_dir
+
+
+def _steps_for(files: list[Path], steps: Any) -> list[int]:
+    if isinstance(steps, str):
+        if steps == "order":
+            return list(range(len(files)))
+        if steps != "names":
+            raise WeightspaceError(f"steps: expected 'names', 'order' or a list, got {steps!r}")
+        found = [step_from_name(f) for f in files]
+        if any(s is None for s in found):
+            bad = files[found.index(None)]
+            raise WeightspaceError(
+                f"steps: file name {bad.name!r} has no step number; use steps='order' "
+                "(--steps order) or rename the files"
+            )
+    else:
+        found = [int(s) for s in steps]
+        if len(found) != len(files):
+            raise WeightspaceError(f"steps: got {len(found)} steps for {len(files)} files")
+    if len(set(found)) != len(found):
+        dup = next(s for s in found if found.count(s) > 1)
+        raise WeightspaceError(
+            f"steps: step {dup} occurs twice among the file names; use steps='order'"
+        )
+    if any(s < 0 for s in found):
+        raise WeightspaceError("steps: step numbers must be non-negative")
+    return [int(s) for s in np.asarray(found)]

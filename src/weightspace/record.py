@@ -1,0 +1,227 @@
+"""Recorder: snapshots of a model's parameters during training, written off the training thread.
+
+The training thread only copies the parameters into one flat host array; a background thread
+writes it (temp file, fsync, rename) and appends the metrics line, so a crash at any moment
+leaves every completed snapshot intact and a ``metrics.jsonl`` whose torn last line is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import WeightspaceError
+from .layout import NameFilter, ParamLayout
+from .store import (
+    METRICS,
+    RUN_JSON,
+    SNAPSHOTS,
+    STORAGE_DTYPES,
+    make_run_header,
+    read_run_header,
+    save_array,
+    snapshot_name,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+_STOP = object()
+
+
+class Recorder:
+    """Record a model's parameters every ``every`` steps into a run directory.
+
+    Args:
+        model: the module being trained; only its trainable parameters are recorded.
+        run_dir: the run directory; created if missing. An existing run is appended to
+            after checking that its layout matches the model.
+        every: keep steps with ``step % every == 0``.
+        dtype: storage dtype, ``"float32"`` (default), ``"float64"`` or ``"float16"``
+            (half the disk, ~3 significant digits).
+        metadata: JSON-serialisable facts about the run (optimizer, lr, seeds, ...); merged
+            into ``run.json``.
+        include: record only parameters whose names match (glob pattern(s) or predicate).
+        max_queue: snapshots waiting to be written before ``record`` blocks (memory bound).
+        fsync: fsync each snapshot before renaming it (crash safety; on by default).
+
+    Example:
+        >>> with Recorder(model, "runs/sgd", every=10, metadata={"lr": 0.1}) as rec:  # doctest: +SKIP
+        ...     for step in range(1000):
+        ...         ...; optimizer.step()
+        ...         rec.record(step, loss=loss.item())
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        run_dir: str | os.PathLike,
+        *,
+        every: int = 1,
+        dtype: str = "float32",
+        metadata: Mapping[str, Any] | None = None,
+        include: NameFilter = None,
+        max_queue: int = 4,
+        fsync: bool = True,
+    ) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise WeightspaceError(f"every: expected a positive integer, got {every!r}")
+        if dtype not in STORAGE_DTYPES:
+            raise WeightspaceError(f"dtype: expected one of {STORAGE_DTYPES}, got {dtype!r}")
+        if max_queue < 1:
+            raise WeightspaceError(f"max_queue: expected a positive integer, got {max_queue!r}")
+        try:
+            json.dumps(dict(metadata or {}))
+        except TypeError as e:
+            raise WeightspaceError(f"metadata: must be JSON-serialisable ({e})") from None
+        self.model = model
+        self.path = Path(run_dir)
+        self.every = every
+        self.dtype = dtype
+        self.layout = ParamLayout.from_module(model, include)
+        self._params = [dict(model.named_parameters())[n] for n in self.layout.names]
+        self._fsync = fsync
+        self._open_run(metadata)
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._metrics_file = open(self.path / METRICS, "ab")
+        self._thread = threading.Thread(target=self._writer, name="weightspace-recorder",
+                                        daemon=True)
+        self._thread.start()
+
+    def _open_run(self, metadata: Mapping[str, Any] | None) -> None:
+        if (self.path / RUN_JSON).exists():
+            header = read_run_header(self.path)
+            header["layout"].check_compatible(self.layout, what=f"run {str(self.path)!r}")
+            stored = header.get("recorder", {}).get("dtype", "float32")
+            if stored != self.dtype:
+                raise WeightspaceError(
+                    f"dtype: run {str(self.path)!r} stores {stored}, got {self.dtype!r}; "
+                    "append with the same dtype"
+                )
+            if metadata:
+                header["metadata"] = {**header.get("metadata", {}), **dict(metadata)}
+                header["layout"] = header["layout"].to_dict()
+                write_json(self.path / RUN_JSON, header)
+        else:
+            if self.path.exists() and not self.path.is_dir():
+                raise WeightspaceError(f"run_dir: {str(self.path)!r} is a file; give a directory")
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_json(self.path / RUN_JSON,
+                       make_run_header(self.layout, every=self.every, dtype=self.dtype,
+                                       metadata=metadata))
+        (self.path / SNAPSHOTS).mkdir(exist_ok=True)
+
+    # ------------------------------------------------------------------ training thread
+    def wants(self, step: int) -> bool:
+        """Whether :meth:`record` keeps ``step``."""
+        return int(step) % self.every == 0
+
+    def record(self, step: int, **metrics: float) -> bool:
+        """Snapshot the parameters at ``step`` if ``step % every == 0``.
+
+        Call it after ``optimizer.step()``. Metrics must be numbers (``loss=loss.item()``).
+
+        Returns:
+            whether the step was kept.
+
+        Raises:
+            WeightspaceError: the recorder is closed, or the writer thread failed (the
+            message carries its error).
+        """
+        self._raise_if_failed()
+        if self._closed:
+            raise WeightspaceError("record: the recorder is closed; open a new Recorder")
+        if not self.wants(step):
+            return False
+        flat = self.snapshot_array()
+        line = {"step": int(step)}
+        for k, v in metrics.items():
+            line[k] = float(v.item() if isinstance(v, torch.Tensor) else v)
+        self._put((int(step), flat, line))
+        return True
+
+    def snapshot_array(self) -> np.ndarray:
+        """The current parameters as one flat host array in the storage dtype."""
+        with torch.no_grad():
+            parts = [p.detach().reshape(-1) for p in self._params]
+            flat = torch.cat(parts) if len(parts) > 1 else parts[0].clone()
+            flat = flat.to(device="cpu")
+        if flat.dtype == torch.bfloat16:
+            flat = flat.float()
+        return flat.numpy().astype(self.dtype, copy=False)
+
+    def _put(self, item: Any) -> None:
+        while True:
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise WeightspaceError(
+                f"recorder for {str(self.path)!r} failed to write: {self._error}"
+            ) from self._error
+
+    # ------------------------------------------------------------------ writer thread
+    def _writer(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is _STOP:
+                    return
+                if self._error is None:
+                    step, flat, line = item
+                    save_array(self.path / SNAPSHOTS / snapshot_name(step), flat,
+                               fsync=self._fsync)
+                    self._metrics_file.write(json.dumps(line).encode() + b"\n")
+                    self._metrics_file.flush()
+            except BaseException as e:  # reported to the training thread
+                self._error = e
+                log.error("weightspace recorder: %s", e)
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Block until every snapshot recorded so far is on disk."""
+        self._queue.join()
+        self._raise_if_failed()
+
+    def close(self) -> None:
+        """Drain the queue, stop the writer and close files. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+        if self._fsync:
+            try:
+                os.fsync(self._metrics_file.fileno())
+            except OSError:
+                pass
+        self._metrics_file.close()
+        self._raise_if_failed()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # best effort: never lose queued snapshots
+        try:
+            if not self._closed and self._thread.is_alive():
+                self.close()
+        except Exception:
+            pass

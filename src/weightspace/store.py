@@ -1,0 +1,282 @@
+"""The run format on disk, and result artifacts.
+
+A run is a directory, robust to ``kill -9``::
+
+    RUN/run.json                  format_version, version, layout, recorder config, metadata
+    RUN/snapshots/<step:09d>.npy  flat parameter vector (temp name, fsync, rename)
+    RUN/metrics.jsonl             one JSON object per recorded step; a torn last line is ignored
+
+Results are ``NAME.npz`` (``allow_pickle=False``) with a ``NAME.json`` sidecar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .errors import CorruptRunError, WeightspaceError
+from .layout import ParamLayout
+
+FORMAT_VERSION = 1
+RUN_JSON = "run.json"
+METRICS = "metrics.jsonl"
+SNAPSHOTS = "snapshots"
+SNAPSHOT_RE = re.compile(r"^(\d{9,})\.npy$")
+STORAGE_DTYPES = ("float16", "float32", "float64")
+
+
+def snapshot_name(step: int) -> str:
+    return f"{int(step):09d}.npy"
+
+
+# ---------------------------------------------------------------------------- atomic writes
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, fsync: bool = True):
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+
+    On an exception the temporary file is removed, so no partial file is ever left at
+    ``path``. The temporary name starts with ``.`` and ends with ``.tmp``; readers skip it.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if fsync:
+            fsync_dir(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def save_array(path: str | os.PathLike, array: np.ndarray, *, fsync: bool = True) -> None:
+    """Save one ``.npy`` atomically (temp name, fsync, rename)."""
+    with atomic_path(path, fsync=fsync) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+# ---------------------------------------------------------------------------- run header
+def read_run_header(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate ``run.json``.
+
+    Raises:
+        WeightspaceError: the directory is missing or is not a run.
+        CorruptRunError: ``run.json`` cannot be parsed.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise WeightspaceError(f"run directory {str(run_dir)!r} does not exist; check the path")
+    if not run_dir.is_dir():
+        raise WeightspaceError(f"run {str(run_dir)!r} is a file, expected a run directory")
+    header_path = run_dir / RUN_JSON
+    if not header_path.exists():
+        raise WeightspaceError(
+            f"{str(run_dir)!r} is not a weightspace run (no {RUN_JSON}); record one with "
+            "`weightspace record` or `weightspace import`"
+        )
+    try:
+        header = json.loads(header_path.read_text())
+        layout = ParamLayout.from_dict(header["layout"])
+        header["layout"] = layout
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise CorruptRunError(f"{header_path}: unreadable run header ({e})") from None
+    version = header.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CorruptRunError(
+            f"{header_path}: format_version {version!r} is not supported (expected "
+            f"{FORMAT_VERSION}); upgrade weightspace"
+        )
+    return header
+
+
+def make_run_header(
+    layout: ParamLayout, *, every: int, dtype: str, metadata: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "weightspace_version": __version__,
+        "layout": layout.to_dict(),
+        "recorder": {"every": int(every), "dtype": dtype},
+        "metadata": dict(metadata or {}),
+    }
+
+
+# ---------------------------------------------------------------------------- snapshots
+def list_snapshots(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every complete snapshot, sorted by step; temp files skipped."""
+    snap_dir = run_dir / SNAPSHOTS
+    if not snap_dir.is_dir():
+        return []
+    found = []
+    for entry in os.scandir(snap_dir):
+        m = SNAPSHOT_RE.match(entry.name)
+        if m:
+            found.append((int(m.group(1)), Path(entry.path)))
+    found.sort()
+    return found
+
+
+def check_snapshot_header(path: Path, n: int, dtype: np.dtype) -> None:
+    """Check a snapshot's header and size without reading its data.
+
+    Raises:
+        CorruptRunError: naming the file, when it is truncated, holds objects (pickles),
+        or has the wrong shape or dtype.
+    """
+    try:
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            reader = (np.lib.format.read_array_header_1_0 if major == 1
+                      else np.lib.format.read_array_header_2_0)
+            shape, fortran, file_dtype = reader(f)
+            offset = f.tell()
+        size = path.stat().st_size
+    except (OSError, ValueError) as e:
+        raise CorruptRunError(f"snapshot {path}: unreadable ({e}); delete or re-record it") from None
+    if file_dtype.hasobject:
+        raise CorruptRunError(
+            f"snapshot {path}: holds Python objects (a pickle), refused; snapshots are plain "
+            "float arrays; delete the file"
+        )
+    if shape != (n,) or file_dtype != dtype:
+        raise CorruptRunError(
+            f"snapshot {path}: expected shape ({n},) {dtype}, got {shape} {file_dtype}; "
+            "the file does not belong to this run"
+        )
+    if size < offset + n * dtype.itemsize:
+        raise CorruptRunError(
+            f"snapshot {path}: truncated ({size} bytes, expected {offset + n * dtype.itemsize}); "
+            "delete it or re-record the run"
+        )
+
+
+def load_snapshot(path: Path, n: int, dtype: np.dtype) -> np.ndarray:
+    """Memory-map one snapshot read-only, refusing pickles; errors name the file."""
+    check_snapshot_header(path, n, dtype)
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CorruptRunError(f"snapshot {path}: unreadable ({e}); delete or re-record it") from None
+
+
+# ---------------------------------------------------------------------------- metrics
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Parse ``metrics.jsonl``; a torn (unterminated or unparseable) last line is ignored.
+
+    Raises:
+        CorruptRunError: a line other than the last cannot be parsed.
+    """
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        last = i >= len(lines) - 1 or not any(x.strip() for x in lines[i + 1 :])
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict) or "step" not in obj:
+                raise ValueError("not an object with a 'step'")
+        except ValueError as e:
+            if last:
+                break  # torn by a crash mid-write
+            raise CorruptRunError(f"{path}: line {i + 1} is not valid JSON ({e})") from None
+        records.append(obj)
+    return records
+
+
+# ---------------------------------------------------------------------------- results
+def save_result(
+    path: str | os.PathLike,
+    kind: str,
+    arrays: Mapping[str, np.ndarray],
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Save a result as ``path.npz`` plus a ``path.json`` sidecar, both atomically.
+
+    Args:
+        path: destination without suffix (a ``.npz``/``.json`` suffix is stripped).
+        kind: what the result is (``"pca"``, ``"surface"``, ...).
+        arrays: name -> numeric array (no objects).
+        meta: every parameter used, seed, data description, model mode, ...
+
+    Returns:
+        the ``.npz`` path.
+    """
+    base = Path(path)
+    if base.suffix in (".npz", ".json"):
+        base = base.with_suffix("")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for name, a in arrays.items():
+        if np.asarray(a).dtype.hasobject:
+            raise WeightspaceError(f"result array {name!r} holds Python objects; use numbers")
+    npz = base.with_name(base.name + ".npz")
+    with atomic_path(npz) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+    sidecar = {"kind": kind, "format_version": FORMAT_VERSION,
+               "weightspace_version": __version__, **dict(meta or {})}
+    write_json(base.with_name(base.name + ".json"), sidecar)
+    return npz
+
+
+def load_result(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Load a result written by :func:`save_result`; pickles are refused."""
+    base = Path(path)
+    if base.suffix in (".npz", ".json"):
+        base = base.with_suffix("")
+    npz, side = base.with_name(base.name + ".npz"), base.with_name(base.name + ".json")
+    if not npz.exists():
+        raise WeightspaceError(f"result {str(npz)!r} does not exist; check the path")
+    try:
+        with np.load(npz, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(side.read_text()) if side.exists() else {}
+    except (OSError, ValueError) as e:
+        raise CorruptRunError(f"result {npz}: unreadable ({e})") from None
+    return arrays, meta

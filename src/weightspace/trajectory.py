@@ -1,0 +1,206 @@
+"""Trajectory: a recorded run read lazily from disk.
+
+Snapshots are memory-mapped, never loaded all at once; :meth:`Trajectory.iter_columns`
+streams ``(T, chunk)`` blocks of parameter columns across all snapshots so that analyses
+(PCA's Gram matrix, distances) work on runs larger than RAM.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import WeightspaceError
+from .layout import ParamLayout
+from .store import (
+    METRICS,
+    check_snapshot_header,
+    list_snapshots,
+    load_snapshot,
+    read_metrics,
+    read_run_header,
+)
+
+DEFAULT_MAX_BYTES = 256 * 2**20
+
+
+class Trajectory:
+    """A run on disk: ``len(traj)`` snapshots at ``traj.steps``.
+
+    Use :meth:`load`; the constructor only stores.
+
+    Example:
+        >>> traj = Trajectory.load("runs/sgd")                       # doctest: +SKIP
+        >>> for start, block in traj.iter_columns(chunk_size=4096):  # doctest: +SKIP
+        ...     ...  # block: (len(traj), <=4096), columns start..start+block.shape[1]
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        layout: ParamLayout,
+        steps: np.ndarray,
+        files: list[Path],
+        storage_dtype: np.dtype,
+        metadata: dict[str, Any],
+        recorder: dict[str, Any],
+        metric_records: list[dict[str, Any]],
+    ) -> None:
+        self.path = path
+        self.layout = layout
+        self.steps = steps
+        self._files = files
+        self.storage_dtype = storage_dtype
+        self.metadata = metadata
+        self.recorder = recorder
+        self._metric_records = metric_records
+        self._maps: dict[int, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, *, validate: bool = True) -> Trajectory:
+        """Open a run directory.
+
+        Args:
+            run_dir: a directory written by :class:`~weightspace.Recorder`,
+                ``weightspace record`` or :func:`~weightspace.import_checkpoints`.
+            validate: check every snapshot's header and size now (cheap; no data read),
+                so a truncated or corrupt file is reported before any long computation.
+
+        Raises:
+            WeightspaceError: missing directory, not a run, no snapshots.
+            CorruptRunError: a corrupt snapshot (the error names the file) or metrics line.
+        """
+        path = Path(run_dir)
+        header = read_run_header(path)
+        layout: ParamLayout = header["layout"]
+        recorder = header.get("recorder", {})
+        storage = np.dtype(recorder.get("dtype", "float32"))
+        found = list_snapshots(path)
+        if not found:
+            raise WeightspaceError(
+                f"run {str(path)!r} has no snapshots yet; record at least one step"
+            )
+        if validate:
+            for _, f in found:
+                check_snapshot_header(f, layout.numel, storage)
+        steps = np.array([s for s, _ in found], dtype=np.int64)
+        return cls(path, layout, steps, [f for _, f in found], storage,
+                   header.get("metadata", {}), recorder, read_metrics(path / METRICS))
+
+    # ------------------------------------------------------------------ basic access
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __repr__(self) -> str:
+        return (f"Trajectory({str(self.path)!r}, snapshots={len(self)}, "
+                f"params={self.n_params}, steps={self.steps[0]}..{self.steps[-1]})")
+
+    @property
+    def n_params(self) -> int:
+        return self.layout.numel
+
+    @property
+    def files(self) -> list[Path]:
+        return list(self._files)
+
+    @property
+    def nbytes(self) -> int:
+        """Size of all snapshot files on disk."""
+        return sum(f.stat().st_size for f in self._files)
+
+    @property
+    def metrics(self) -> dict[str, np.ndarray]:
+        """Recorded metrics by name, each ``(len(self),)`` aligned with :attr:`steps`.
+
+        NaN where a step has no value; when a step was recorded twice (a resumed run),
+        the last record wins.
+        """
+        index = {int(s): i for i, s in enumerate(self.steps)}
+        out: dict[str, np.ndarray] = {}
+        for rec in self._metric_records:
+            i = index.get(int(rec["step"]))
+            if i is None:
+                continue
+            for k, v in rec.items():
+                if k == "step" or not isinstance(v, (int, float)) or isinstance(v, bool):
+                    continue
+                arr = out.setdefault(k, np.full(len(self), np.nan))
+                arr[i] = v
+        return out
+
+    def index_of(self, step: int) -> int:
+        """Index of the snapshot recorded at ``step``."""
+        hits = np.flatnonzero(self.steps == int(step))
+        if hits.size == 0:
+            raise WeightspaceError(
+                f"step {step} is not in run {str(self.path)!r}; recorded steps are "
+                f"{self.steps[0]}..{self.steps[-1]} (every {self.recorder.get('every', '?')})"
+            )
+        return int(hits[0])
+
+    def snapshot(self, i: int) -> np.ndarray:
+        """Snapshot ``i`` (negative indices allowed) as a read-only memory map ``(n,)``."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"snapshot index {i} out of range for {len(self)} snapshots")
+        i %= len(self)
+        if i not in self._maps:
+            self._maps[i] = load_snapshot(self._files[i], self.n_params, self.storage_dtype)
+        return self._maps[i]
+
+    def theta(
+        self, i: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """Snapshot ``i`` as a new torch tensor ``(n,)``."""
+        return torch.from_numpy(np.array(self.snapshot(i))).to(device=device, dtype=dtype)
+
+    def array(self, dtype: np.dtype | type = np.float32) -> np.ndarray:
+        """All snapshots as one in-memory ``(T, n)`` array (small runs only)."""
+        out = np.empty((len(self), self.n_params), dtype=dtype)
+        for i in range(len(self)):
+            out[i] = self.snapshot(i)
+        return out
+
+    # ------------------------------------------------------------------ streaming
+    def iter_columns(
+        self,
+        chunk_size: int | None = None,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        dtype: np.dtype | type | None = None,
+        indices: np.ndarray | None = None,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Stream parameter columns across snapshots.
+
+        Yields ``(start, block)`` with ``block: (T, c)`` holding columns
+        ``start:start + c`` of every selected snapshot. The block is one reused buffer,
+        overwritten by the next iteration: copy it to keep it. Peak memory is one block.
+
+        Args:
+            chunk_size: columns per block; default from ``max_bytes``.
+            max_bytes: memory budget for one block when ``chunk_size`` is None.
+            dtype: block dtype; default float32, or float64 for float64 runs.
+            indices: which snapshots (default all), in this order.
+        """
+        if dtype is None:
+            dtype = np.float64 if self.storage_dtype == np.float64 else np.float32
+        rows = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
+        if chunk_size is None:
+            per_column = max(1, len(rows)) * np.dtype(dtype).itemsize
+            chunk_size = max(1, min(self.n_params, max_bytes // per_column))
+        chunk_size = int(chunk_size)
+        if chunk_size < 1:
+            raise WeightspaceError(f"chunk_size: expected a positive integer, got {chunk_size}")
+        maps = [self.snapshot(int(i)) for i in rows]
+        buf = np.empty((len(rows), min(chunk_size, self.n_params)), dtype=dtype)
+        for start in range(0, self.n_params, chunk_size):
+            stop = min(start + chunk_size, self.n_params)
+            block = buf[:, : stop - start]
+            for r, m in enumerate(maps):
+                block[r] = m[start:stop]
+            yield start, block
