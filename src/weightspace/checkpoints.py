@@ -40,8 +40,11 @@ def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
         if glob.has_magic(s):
             out += [Path(p) for p in glob.glob(s)]
         elif Path(s).is_dir():
-            out += [p for p in Path(s).iterdir()
-                    if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".safetensors")]
+            out += [
+                p
+                for p in Path(s).iterdir()
+                if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+            ]
         else:
             out.append(Path(s))
     if not out:
@@ -81,8 +84,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         ) from None
     for _ in range(3):
         if isinstance(obj, Mapping) and not _is_state_dict(obj):
-            inner = next((obj[k] for k in NESTED_KEYS if k in obj and isinstance(obj[k], Mapping)),
-                         None)
+            inner = next(
+                (obj[k] for k in NESTED_KEYS if k in obj and isinstance(obj[k], Mapping)), None
+            )
             if inner is None:
                 break
             obj = inner
@@ -100,8 +104,9 @@ def _is_state_dict(obj: Mapping) -> bool:
 
 def _parameters_only(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Without a model: every floating tensor except BatchNorm statistics."""
-    return {k: v for k, v in state.items()
-            if v.is_floating_point() and not k.endswith(BUFFER_SUFFIXES)}
+    return {
+        k: v for k, v in state.items() if v.is_floating_point() and not k.endswith(BUFFER_SUFFIXES)
+    }
 
 
 def _flatten(state: dict[str, torch.Tensor], layout: ParamLayout, path: Path) -> torch.Tensor:
@@ -158,10 +163,14 @@ def import_checkpoints(
             state = load_state_dict(f)
             if layout is None:
                 layout = ParamLayout.from_state_dict(_parameters_only(state))
-            flat = _flatten(state, layout, f).to(torch.float64 if dtype == "float64"
-                                                 else torch.float32)
-            save_array(tmp / SNAPSHOTS / snapshot_name(step),
-                       flat.numpy().astype(dtype, copy=False), fsync=False)
+            flat = _flatten(state, layout, f).to(
+                torch.float64 if dtype == "float64" else torch.float32
+            )
+            save_array(
+                tmp / SNAPSHOTS / snapshot_name(step),
+                flat.numpy().astype(dtype, copy=False),
+                fsync=False,
+            )
         meta = {"imported_from": [str(f) for f in files], **dict(metadata or {})}
         write_json(tmp / RUN_JSON, make_run_header(layout, every=1, dtype=dtype, metadata=meta))
         (tmp / "metrics.jsonl").write_text("")

@@ -40,8 +40,13 @@ RUNS = (
 
 
 def run_demo(
-    out: str | os.PathLike, *, quick: bool = False, problem: str = "digits-cnn",
-    init_seed: int = 0, overwrite: bool = False, progress: bool = False,
+    out: str | os.PathLike,
+    *,
+    quick: bool = False,
+    problem: str = "digits-cnn",
+    init_seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Record the demo's runs under ``out/runs``.
 
@@ -68,9 +73,17 @@ def run_demo(
     summary: dict[str, Any] = {"out": str(out), "runs": {}}
     for spec in tqdm(RUNS, desc="demo: training", unit="run", disable=not progress):
         p = zoo.problem(problem, seed=init_seed)
-        run_dir = train(p, runs_dir / spec.name, optimizer=spec.optimizer, lr=spec.lr,
-                        momentum=spec.momentum, batch_size=64, steps=steps, every=every,
-                        data_seed=spec.data_seed,
-                        metadata={"label": spec.name, "init_seed": init_seed})
+        run_dir = train(
+            p,
+            runs_dir / spec.name,
+            optimizer=spec.optimizer,
+            lr=spec.lr,
+            momentum=spec.momentum,
+            batch_size=64,
+            steps=steps,
+            every=every,
+            data_seed=spec.data_seed,
+            metadata={"label": spec.name, "init_seed": init_seed},
+        )
         summary["runs"][spec.name] = str(run_dir)
     return summary

@@ -128,7 +128,10 @@ class ParamLayout:
 
     # ------------------------------------------------------------------ flatten / unflatten
     def flatten(
-        self, named: torch.nn.Module | Mapping[str, torch.Tensor], *, out: torch.Tensor | None = None
+        self,
+        named: torch.nn.Module | Mapping[str, torch.Tensor],
+        *,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Pack tensors into one flat vector ``(n,)`` (a copy, detached).
 
@@ -207,14 +210,18 @@ class ParamLayout:
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
-        return {"names": list(self.names), "shapes": [list(s) for s in self.shapes],
-                "dtype": self.dtype}
+        return {
+            "names": list(self.names),
+            "shapes": [list(s) for s in self.shapes],
+            "dtype": self.dtype,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ParamLayout:
         try:
-            return cls(tuple(d["names"]), tuple(tuple(s) for s in d["shapes"]),
-                       d.get("dtype", "float32"))
+            return cls(
+                tuple(d["names"]), tuple(tuple(s) for s in d["shapes"]), d.get("dtype", "float32")
+            )
         except (KeyError, TypeError) as e:
             raise WeightspaceError(f"layout: malformed layout record ({e!r})") from None
 

@@ -95,8 +95,11 @@ def _map_tensors(x: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
 
 def _as_batches(data: Any, batch_size: int | None, what: str) -> list[Batch]:
     """Normalise ``(X, y)`` or an iterable of batches into a list of ``(inputs, targets)``."""
-    if (isinstance(data, (tuple, list)) and len(data) == 2
-            and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in data)):
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in data)
+    ):
         X, y = (torch.as_tensor(v) for v in data)
         if y.ndim == 0 or len(X) != len(y):
             raise WeightspaceError(
@@ -107,7 +110,7 @@ def _as_batches(data: Any, batch_size: int | None, what: str) -> list[Batch]:
         if n == 0:
             raise WeightspaceError(f"{what}: the data set is empty; give at least one sample")
         size = n if batch_size is None else int(batch_size)
-        return [(X[a:a + size], y[a:a + size]) for a in range(0, n, size)]
+        return [(X[a : a + size], y[a : a + size]) for a in range(0, n, size)]
     if not isinstance(data, Iterable):
         raise WeightspaceError(
             f"{what}: expected (X, y) tensors or an iterable of (inputs, targets) batches, "
@@ -179,8 +182,9 @@ class Objective:
         self._fixed = {n: p.detach() for n, p in self.model.named_parameters() if n not in names}
         self._fixed.update({n: b.detach() for n, b in self.model.named_buffers()})
         raw = _as_batches(problem.data if data is None else data, batch_size, "data")
-        self._raw = [(_map_tensors(x, lambda t: t.to(self.device)), y.to(self.device))
-                     for x, y in raw]
+        self._raw = [
+            (_map_tensors(x, lambda t: t.to(self.device)), y.to(self.device)) for x, y in raw
+        ]
         sizes = [len(y) for _, y in self._raw]
         self.batch_sizes = tuple(sizes)
         self.n_samples = int(sum(sizes))
@@ -196,8 +200,10 @@ class Objective:
     def _staged(self, dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], list[Batch]]:
         """Buffers, fixed parameters and batches cast to ``dtype`` (cached, once per dtype)."""
         if dtype not in self._cache:
+
             def cast(t: torch.Tensor) -> torch.Tensor:
                 return t.to(dtype) if t.is_floating_point() else t
+
             # clones: train-mode BatchNorm writes running statistics into these, never the model's
             state = {n: cast(t).clone() for n, t in self._fixed.items()}
             batches = [(_map_tensors(x, cast), cast(y)) for x, y in self._raw]
@@ -273,8 +279,12 @@ class Objective:
 
     def _detect_classification(self) -> bool:
         _, targets = self._raw[0]
-        return (not targets.is_floating_point() and targets.ndim == 1
-                and not targets.is_complex() and targets.dtype != torch.bool)
+        return (
+            not targets.is_floating_point()
+            and targets.ndim == 1
+            and not targets.is_complex()
+            and targets.dtype != torch.bool
+        )
 
     # ------------------------------------------------------------------ checks
     def model_loss(self) -> float:

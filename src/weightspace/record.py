@@ -54,7 +54,8 @@ class Recorder:
         fsync: fsync each snapshot before renaming it (crash safety; on by default).
 
     Example:
-        >>> with Recorder(model, "runs/sgd", every=10, metadata={"lr": 0.1}) as rec:  # doctest: +SKIP
+        >>> rec = Recorder(model, "runs/sgd", every=10, metadata={"lr": 0.1})  # doctest: +SKIP
+        >>> with rec:  # doctest: +SKIP
         ...     for step in range(1000):
         ...         ...; optimizer.step()
         ...         rec.record(step, loss=loss.item())
@@ -94,8 +95,9 @@ class Recorder:
         self._error: BaseException | None = None
         self._closed = False
         self._metrics_file = open(self.path / METRICS, "ab")
-        self._thread = threading.Thread(target=self._writer, name="weightspace-recorder",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._writer, name="weightspace-recorder", daemon=True
+        )
         self._thread.start()
 
     def _open_run(self, metadata: Mapping[str, Any] | None) -> None:
@@ -116,9 +118,10 @@ class Recorder:
             if self.path.exists() and not self.path.is_dir():
                 raise WeightspaceError(f"run_dir: {str(self.path)!r} is a file; give a directory")
             self.path.mkdir(parents=True, exist_ok=True)
-            write_json(self.path / RUN_JSON,
-                       make_run_header(self.layout, every=self.every, dtype=self.dtype,
-                                       metadata=metadata))
+            write_json(
+                self.path / RUN_JSON,
+                make_run_header(self.layout, every=self.every, dtype=self.dtype, metadata=metadata),
+            )
         (self.path / SNAPSHOTS).mkdir(exist_ok=True)
 
     # ------------------------------------------------------------------ training thread
@@ -183,8 +186,7 @@ class Recorder:
                     return
                 if self._error is None:
                     step, flat, line = item
-                    save_array(self.path / SNAPSHOTS / snapshot_name(step), flat,
-                               fsync=self._fsync)
+                    save_array(self.path / SNAPSHOTS / snapshot_name(step), flat, fsync=self._fsync)
                     self._metrics_file.write(json.dumps(line).encode() + b"\n")
                     self._metrics_file.flush()
             except BaseException as e:  # reported to the training thread

@@ -170,13 +170,18 @@ def check_snapshot_header(path: Path, n: int, dtype: np.dtype) -> None:
     try:
         with open(path, "rb") as f:
             major, _ = np.lib.format.read_magic(f)
-            reader = (np.lib.format.read_array_header_1_0 if major == 1
-                      else np.lib.format.read_array_header_2_0)
-            shape, fortran, file_dtype = reader(f)
+            reader = (
+                np.lib.format.read_array_header_1_0
+                if major == 1
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, file_dtype = reader(f)
             offset = f.tell()
         size = path.stat().st_size
     except (OSError, ValueError) as e:
-        raise CorruptRunError(f"snapshot {path}: unreadable ({e}); delete or re-record it") from None
+        raise CorruptRunError(
+            f"snapshot {path}: unreadable ({e}); delete or re-record it"
+        ) from None
     if file_dtype.hasobject:
         raise CorruptRunError(
             f"snapshot {path}: holds Python objects (a pickle), refused; snapshots are plain "
@@ -200,7 +205,9 @@ def load_snapshot(path: Path, n: int, dtype: np.dtype) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise CorruptRunError(f"snapshot {path}: unreadable ({e}); delete or re-record it") from None
+        raise CorruptRunError(
+            f"snapshot {path}: unreadable ({e}); delete or re-record it"
+        ) from None
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -259,8 +266,12 @@ def save_result(
     npz = base.with_name(base.name + ".npz")
     with atomic_path(npz) as tmp, open(tmp, "wb") as f:
         np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-    sidecar = {"kind": kind, "format_version": FORMAT_VERSION,
-               "weightspace_version": __version__, **dict(meta or {})}
+    sidecar = {
+        "kind": kind,
+        "format_version": FORMAT_VERSION,
+        "weightspace_version": __version__,
+        **dict(meta or {}),
+    }
     write_json(base.with_name(base.name + ".json"), sidecar)
     return npz
 

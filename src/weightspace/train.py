@@ -37,12 +37,14 @@ def make_optimizer(
 
 
 def _validate(**values: float) -> None:
-    rules = {"lr": (lambda v: v > 0, "a positive number"),
-             "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
-             "weight_decay": (lambda v: v >= 0, "a non-negative number"),
-             "batch_size": (lambda v: v >= 1, "a positive integer"),
-             "steps": (lambda v: v >= 1, "a positive integer"),
-             "every": (lambda v: v >= 1, "a positive integer")}
+    rules = {
+        "lr": (lambda v: v > 0, "a positive number"),
+        "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        "weight_decay": (lambda v: v >= 0, "a non-negative number"),
+        "batch_size": (lambda v: v >= 1, "a positive integer"),
+        "steps": (lambda v: v >= 1, "a positive integer"),
+        "every": (lambda v: v >= 1, "a positive integer"),
+    }
     for name, value in values.items():
         ok, expected = rules[name]
         if not ok(value):
@@ -89,22 +91,37 @@ def train(
     Returns:
         the run directory.
     """
-    _validate(lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
-              steps=steps, every=every)
+    _validate(
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        steps=steps,
+        every=every,
+    )
     run_dir = Path(run_dir)
     if (run_dir / "run.json").exists():
         raise WeightspaceError(f"-o: run {str(run_dir)!r} already exists; choose a new directory")
     model = problem.model
     start = 0
-    meta: dict[str, Any] = {"problem": problem.name, "optimizer": optimizer, "lr": lr,
-                            "momentum": momentum, "weight_decay": weight_decay,
-                            "batch_size": batch_size, "steps": steps, "data_seed": data_seed}
+    meta: dict[str, Any] = {
+        "problem": problem.name,
+        "optimizer": optimizer,
+        "lr": lr,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "batch_size": batch_size,
+        "steps": steps,
+        "data_seed": data_seed,
+    }
     if init_from is not None:
         parent = Trajectory.load(init_from[0])
         i = len(parent) - 1 if init_from[1] is None else parent.index_of(init_from[1])
         start = int(parent.steps[i])
         theta = parent.theta(i, dtype=next(model.parameters()).dtype)
-        parent.layout.check_compatible(ParamLayout.from_module(model), what=f"--init-from {init_from[0]}")
+        parent.layout.check_compatible(
+            ParamLayout.from_module(model), what=f"--init-from {init_from[0]}"
+        )
         with torch.no_grad():
             for name, value in parent.layout.unflatten(theta).items():
                 dict(model.named_parameters())[name].copy_(value)
@@ -115,8 +132,13 @@ def train(
     model.train()
     with Recorder(model, run_dir, every=every, dtype=dtype, metadata=meta) as rec:
         rec.record(start)
-        bar = tqdm(range(start + 1, start + steps + 1), disable=not progress, unit="step",
-                   desc=f"train {run_dir.name}", leave=False)
+        bar = tqdm(
+            range(start + 1, start + steps + 1),
+            disable=not progress,
+            unit="step",
+            desc=f"train {run_dir.name}",
+            leave=False,
+        )
         for step in bar:
             inputs, targets = next(batches)
             opt.zero_grad(set_to_none=True)
@@ -144,15 +166,17 @@ def _accuracy(out: torch.Tensor, targets: torch.Tensor) -> float | None:
 
 def _batch_stream(data: Any, batch_size: int, seed: int):
     """Endless minibatches: shuffled ``(X, y)`` epochs, or the user's batches cycled."""
-    if (isinstance(data, (tuple, list)) and len(data) == 2
-            and all(isinstance(v, torch.Tensor) for v in data)):
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(v, torch.Tensor) for v in data)
+    ):
         X, y = data
         gen = torch.Generator().manual_seed(int(seed))
         while True:
             order = torch.randperm(len(y), generator=gen)
-            for a in range(0, len(y) - batch_size + 1 if len(y) >= batch_size else 1,
-                           batch_size):
-                idx = order[a:a + batch_size]
+            for a in range(0, len(y) - batch_size + 1 if len(y) >= batch_size else 1, batch_size):
+                idx = order[a : a + batch_size]
                 yield X[idx], y[idx]
     batches = _as_batches(data, None, "data")
     while True:

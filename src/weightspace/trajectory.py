@@ -90,16 +90,26 @@ class Trajectory:
             for _, f in found:
                 check_snapshot_header(f, layout.numel, storage)
         steps = np.array([s for s, _ in found], dtype=np.int64)
-        return cls(path, layout, steps, [f for _, f in found], storage,
-                   header.get("metadata", {}), recorder, read_metrics(path / METRICS))
+        return cls(
+            path,
+            layout,
+            steps,
+            [f for _, f in found],
+            storage,
+            header.get("metadata", {}),
+            recorder,
+            read_metrics(path / METRICS),
+        )
 
     # ------------------------------------------------------------------ basic access
     def __len__(self) -> int:
         return len(self._files)
 
     def __repr__(self) -> str:
-        return (f"Trajectory({str(self.path)!r}, snapshots={len(self)}, "
-                f"params={self.n_params}, steps={self.steps[0]}..{self.steps[-1]})")
+        return (
+            f"Trajectory({str(self.path)!r}, snapshots={len(self)}, "
+            f"params={self.n_params}, steps={self.steps[0]}..{self.steps[-1]})"
+        )
 
     @property
     def n_params(self) -> int:

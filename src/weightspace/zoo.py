@@ -9,6 +9,7 @@ laptop CPU in seconds, and are importable by tests and users.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -38,8 +39,12 @@ def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     args.num_samples = 5000
     args.seed = 42
     d = make_dataset(args)
-    return (d["x"].astype(np.float32), d["y"].astype(np.int64),
-            d["x_test"].astype(np.float32), d["y_test"].astype(np.int64))
+    return (
+        d["x"].astype(np.float32),
+        d["y"].astype(np.int64),
+        d["x_test"].astype(np.float32),
+        d["y_test"].astype(np.int64),
+    )
 
 
 def digits(split: str = "train", *, image: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,7 +87,7 @@ class MLP(nn.Sequential):
     def __init__(self, d_in: int, hidden: tuple[int, ...], d_out: int) -> None:
         layers: list[nn.Module] = []
         sizes = (d_in, *hidden)
-        for a, b in zip(sizes[:-1], sizes[1:]):
+        for a, b in itertools.pairwise(sizes):
             layers += [nn.Linear(a, b), nn.ReLU()]
         layers.append(nn.Linear(sizes[-1], d_out))
         super().__init__(*layers)
@@ -98,16 +103,25 @@ class DigitsCNN(nn.Module):
 
     def __init__(self, batchnorm: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
+
         def bn(c: int) -> nn.Module:
             return nn.BatchNorm2d(c) if batchnorm else nn.Identity()
+
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), bn(16), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1), bn(32), nn.ReLU(),
+            nn.Conv2d(1, 16, 3, padding=1),
+            bn(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            bn(32),
+            nn.ReLU(),
             nn.MaxPool2d(2),
         )
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(),
-            nn.Dropout(dropout) if dropout else nn.Identity(), nn.Linear(64, 10),
+            nn.Flatten(),
+            nn.Linear(32 * 4 * 4, 64),
+            nn.ReLU(),
+            nn.Dropout(dropout) if dropout else nn.Identity(),
+            nn.Linear(64, 10),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,28 +131,45 @@ class DigitsCNN(nn.Module):
 # ---------------------------------------------------------------------------- problems
 def _digits_mlp(seed: int) -> Problem:
     torch.manual_seed(seed)
-    return Problem(MLP(64, (40,), 10), nn.CrossEntropyLoss(), digits("train"),
-                   test_data=digits("test"), name="digits-mlp")
+    return Problem(
+        MLP(64, (40,), 10),
+        nn.CrossEntropyLoss(),
+        digits("train"),
+        test_data=digits("test"),
+        name="digits-mlp",
+    )
 
 
 def _digits_cnn(seed: int, batchnorm: bool = False) -> Problem:
     torch.manual_seed(seed)
     name = "digits-cnn-bn" if batchnorm else "digits-cnn"
-    return Problem(DigitsCNN(batchnorm=batchnorm), nn.CrossEntropyLoss(),
-                   digits("train", image=True), test_data=digits("test", image=True), name=name)
+    return Problem(
+        DigitsCNN(batchnorm=batchnorm),
+        nn.CrossEntropyLoss(),
+        digits("train", image=True),
+        test_data=digits("test", image=True),
+        name=name,
+    )
 
 
 def _mnist1d_mlp(seed: int) -> Problem:
     torch.manual_seed(seed)
-    return Problem(MLP(40, (100, 100), 10), nn.CrossEntropyLoss(), mnist1d("train"),
-                   test_data=mnist1d("test"), name="mnist1d-mlp")
+    return Problem(
+        MLP(40, (100, 100), 10),
+        nn.CrossEntropyLoss(),
+        mnist1d("train"),
+        test_data=mnist1d("test"),
+        name="mnist1d-mlp",
+    )
 
 
 PROBLEMS: dict[str, tuple[Callable[[int], Problem], str]] = {
     "digits-mlp": (_digits_mlp, "MLP 64-40-10 on sklearn digits (3,010 params)"),
     "digits-cnn": (_digits_cnn, "small CNN on 8x8 sklearn digits (38,282 params)"),
-    "digits-cnn-bn": (functools.partial(_digits_cnn, batchnorm=True),
-                      "the digits CNN with BatchNorm (38,378 params)"),
+    "digits-cnn-bn": (
+        functools.partial(_digits_cnn, batchnorm=True),
+        "the digits CNN with BatchNorm (38,378 params)",
+    ),
     "mnist1d-mlp": (_mnist1d_mlp, "MLP 40-100-100-10 on MNIST-1D (15,210 params)"),
 }
 

@@ -41,18 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def common_options(p: argparse.ArgumentParser) -> None:
     """Options every subcommand takes."""
-    p.add_argument("--json", action="store_true",
-                   help="print a machine-readable summary on stdout")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="log details and show tracebacks on errors")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="log details and show tracebacks on errors"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def add_command(sub, name: str, help: str, examples: str) -> argparse.ArgumentParser:
     """A subparser with an epilog of copy-pasteable examples."""
-    p = sub.add_parser(name, help=help, description=help,
-                       epilog="examples:\n" + examples.strip("\n"),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog="examples:\n" + examples.strip("\n"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     common_options(p)
     return p
 
@@ -68,8 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 1
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         summary = args.func(args)
     except (WeightspaceError, FileNotFoundError, PermissionError) as e:

@@ -15,8 +15,9 @@ EXAMPLES = """
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "demo", "record, project, measure and report on the embedded data",
-                    EXAMPLES)
+    p = add_command(
+        sub, "demo", "record, project, measure and report on the embedded data", EXAMPLES
+    )
     p.add_argument("-o", "--out", default="demo-out", help="output directory (default demo-out)")
     p.add_argument("--quick", action="store_true", help="a small, fast version (tests)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier demo output")
@@ -24,8 +25,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    summary = run_demo(args.out, quick=args.quick, overwrite=args.overwrite,
-                       progress=show_progress(args))
+    summary = run_demo(
+        args.out, quick=args.quick, overwrite=args.overwrite, progress=show_progress(args)
+    )
     if not args.json:
         for name, path in summary["runs"].items():
             print(f"{name:<18} {path}")

@@ -31,9 +31,12 @@ def positive_int(text: str) -> int:
 
 
 def add_problem_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--problem", required=True,
-                   help="embedded name (digits-mlp, digits-cnn, digits-cnn-bn, mnist1d-mlp), "
-                   "module:function or path/to/file.py:function returning a weightspace.Problem")
+    p.add_argument(
+        "--problem",
+        required=True,
+        help="embedded name (digits-mlp, digits-cnn, digits-cnn-bn, mnist1d-mlp), "
+        "module:function or path/to/file.py:function returning a weightspace.Problem",
+    )
 
 
 def add_parser(sub) -> None:
@@ -49,10 +52,17 @@ def add_parser(sub) -> None:
     p.add_argument("--every", type=positive_int, default=10, help="record every k steps")
     p.add_argument("--init-seed", type=int, default=0, help="seed of the initialisation")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the data order")
-    p.add_argument("--init-from", metavar="RUN[:STEP]",
-                   help="start from a recorded point (default step: the last)")
-    p.add_argument("--dtype", choices=STORAGE_DTYPES, default="float32",
-                   help="snapshot storage dtype (float16 halves the disk)")
+    p.add_argument(
+        "--init-from",
+        metavar="RUN[:STEP]",
+        help="start from a recorded point (default step: the last)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=STORAGE_DTYPES,
+        default="float32",
+        help="snapshot storage dtype (float16 halves the disk)",
+    )
     p.set_defaults(func=run)
 
 
@@ -71,16 +81,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if init_from is not None:
         Trajectory.load(init_from[0])  # validate before building anything
     problem = load_problem(args.problem, seed=args.init_seed)
-    out = train(problem, args.out, optimizer=args.optimizer, lr=args.lr,
-                momentum=args.momentum, weight_decay=args.weight_decay,
-                batch_size=args.batch_size, steps=args.steps, every=args.every,
-                data_seed=args.data_seed, init_from=init_from, dtype=args.dtype,
-                metadata={"init_seed": args.init_seed, "problem_spec": args.problem},
-                progress=show_progress(args))
+    out = train(
+        problem,
+        args.out,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        every=args.every,
+        data_seed=args.data_seed,
+        init_from=init_from,
+        dtype=args.dtype,
+        metadata={"init_seed": args.init_seed, "problem_spec": args.problem},
+        progress=show_progress(args),
+    )
     traj = Trajectory.load(out)
-    summary = {"run": str(out), "snapshots": len(traj), "parameters": traj.n_params,
-               "final_loss": float(traj.metrics["loss"][-1]) if "loss" in traj.metrics else None}
+    summary = {
+        "run": str(out),
+        "snapshots": len(traj),
+        "parameters": traj.n_params,
+        "final_loss": float(traj.metrics["loss"][-1]) if "loss" in traj.metrics else None,
+    }
     if not args.json:
-        print(f"recorded {summary['snapshots']} snapshots of {summary['parameters']:,} "
-              f"parameters in {out}")
+        print(
+            f"recorded {summary['snapshots']} snapshots of {summary['parameters']:,} "
+            f"parameters in {out}"
+        )
     return summary
