@@ -10,9 +10,8 @@ import pytest
 import torch
 
 import weightspace as ws
-from weightspace.errors import LayoutMismatchError, WeightspaceError
-
 from _util import REPO, run_cli
+from weightspace.errors import LayoutMismatchError, WeightspaceError
 
 
 def test_snapshots_equal_parameters_bit_for_bit(recorded_run):

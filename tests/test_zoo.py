@@ -28,15 +28,15 @@ def test_embedded_problems(name, n_params, x_shape):
 
 
 def test_splits_are_fixed_disjoint_and_cover_the_data():
-    Xa, ya = ws.zoo.digits("all")
-    Xtr, ytr = ws.zoo.digits("train")
-    Xte, yte = ws.zoo.digits("test")
+    Xa, _ya = ws.zoo.digits("all")
+    Xtr, _ytr = ws.zoo.digits("train")
+    Xte, _yte = ws.zoo.digits("test")
     assert len(Xtr) + len(Xte) == len(Xa) == 1797
     assert torch.equal(Xtr, ws.zoo.digits("train")[0])
     rows = {tuple(r) for r in Xa.numpy().round(4).tolist()}
     assert {tuple(r) for r in Xtr.numpy().round(4).tolist()} <= rows
     assert float(Xa.max()) == 1.0 and float(Xa.min()) == 0.0
-    x1, y1 = ws.zoo.mnist1d("train")
+    x1, _y1 = ws.zoo.mnist1d("train")
     x2, _ = ws.zoo.mnist1d("train")
     assert torch.equal(x1, x2) and len(ws.zoo.mnist1d("test")[0]) == 1000
 
