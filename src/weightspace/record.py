@@ -26,6 +26,7 @@ from .store import (
     RUN_JSON,
     SNAPSHOTS,
     STORAGE_DTYPES,
+    fsync_dir,
     make_run_header,
     read_run_header,
     save_array,
@@ -186,7 +187,12 @@ class Recorder:
                     return
                 if self._error is None:
                     step, flat, line = item
-                    save_array(self.path / SNAPSHOTS / snapshot_name(step), flat, fsync=self._fsync)
+                    save_array(
+                        self.path / SNAPSHOTS / snapshot_name(step),
+                        flat,
+                        fsync=self._fsync,
+                        fsync_parent=False,  # once, in close()
+                    )
                     self._metrics_file.write(json.dumps(line).encode() + b"\n")
                     self._metrics_file.flush()
             except BaseException as e:  # reported to the training thread
@@ -212,6 +218,7 @@ class Recorder:
                 os.fsync(self._metrics_file.fileno())
             except OSError:
                 pass
+            fsync_dir(self.path / SNAPSHOTS)
         self._metrics_file.close()
         self._raise_if_failed()
 

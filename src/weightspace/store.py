@@ -54,8 +54,11 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, fsync: bool = True):
+def atomic_path(path: str | os.PathLike, *, fsync: bool = True, fsync_parent: bool | None = None):
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+
+    ``fsync`` flushes the file before the rename; ``fsync_parent`` (default: as ``fsync``)
+    also flushes the directory entry after it (callers writing many files do that once).
 
     On an exception the temporary file is removed, so no partial file is ever left at
     ``path``. The temporary name starts with ``.`` and ends with ``.tmp``; readers skip it.
@@ -70,7 +73,7 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True):
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-        if fsync:
+        if fsync if fsync_parent is None else fsync_parent:
             fsync_dir(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -83,9 +86,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
-def save_array(path: str | os.PathLike, array: np.ndarray, *, fsync: bool = True) -> None:
+def save_array(
+    path: str | os.PathLike, array: np.ndarray, *, fsync: bool = True, fsync_parent: bool = True
+) -> None:
     """Save one ``.npy`` atomically (temp name, fsync, rename)."""
-    with atomic_path(path, fsync=fsync) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, fsync=fsync, fsync_parent=fsync_parent) as tmp, open(tmp, "wb") as f:
         np.save(f, np.ascontiguousarray(array), allow_pickle=False)
 
 
