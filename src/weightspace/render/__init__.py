@@ -1,0 +1,20 @@
+"""Pictures of weightspace results, from plain arrays.
+
+- :mod:`~weightspace.render.static`: matplotlib figures (``fn(..., ax=None) -> (fig, ax)``)
+  and :func:`~weightspace.render.static.save_figure`.
+- :mod:`~weightspace.render.interactive`: plotly figures and HTML fragments.
+- :mod:`~weightspace.render.animate`: GIF/MP4 of a trajectory growing over a surface.
+- :mod:`~weightspace.render.export`: PLY and VTK meshes for MeshLab and ParaView.
+- :mod:`~weightspace.render.report`: a single-file, offline HTML report.
+
+Import it explicitly: ``from weightspace import render``. Render functions draw what they
+are given and compute nothing beyond placement (colour scales, interpolation under a path).
+"""
+
+from __future__ import annotations
+
+from . import animate, export, interactive, report, static
+from .report import Report
+from .static import save_figure
+
+__all__ = ["Report", "animate", "export", "interactive", "report", "save_figure", "static"]

@@ -1,0 +1,382 @@
+"""Static figures of loss surfaces and lines (matplotlib on the Agg canvas, never shown).
+
+Every figure function takes ``ax=None`` and returns ``(fig, ax)``: with ``ax`` given it draws
+there, otherwise on a new :class:`matplotlib.figure.Figure`. Surfaces follow the grid
+convention of the landscape results: ``values[j, i]`` is the value at ``(xs[i], ys[j])``,
+as in ``matplotlib.axes.Axes.contour(xs, ys, values)``. Non-finite values (divergent points)
+are drawn as gaps.
+
+Figures of projections and curvature (PCA spectra, PC pairs, embeddings, eigenvalue
+densities, metrics) are defined in the private ``_spectra`` module and exported here.
+
+Example:
+    >>> import numpy as np
+    >>> from weightspace.render import static
+    >>> xs, ys = np.linspace(-1, 1, 21), np.linspace(-1, 1, 11)
+    >>> fig, ax = static.plot_surface_contour(xs, ys, xs[None] ** 2 + ys[:, None] ** 2)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from matplotlib import colors as mcolors
+
+from ..errors import WeightspaceError
+from ..store import atomic_path
+from ._common import (
+    as_array,
+    as_trajectories,
+    check_grid,
+    new_figure,
+    new_or_given,
+    prepare_values,
+    run_color,
+    trajectory_z,
+    value_label,
+)
+from ._spectra import (
+    plot_density,
+    plot_density_heatmap,
+    plot_embeddings,
+    plot_metrics_panel,
+    plot_parametric_3d,
+    plot_pc_pairs,
+    plot_pca_spectrum,
+    plot_top_eigenvalues,
+)
+
+__all__ = [
+    "plot_contour_and_mesh",
+    "plot_density",
+    "plot_density_heatmap",
+    "plot_embeddings",
+    "plot_line",
+    "plot_metrics_panel",
+    "plot_parametric_3d",
+    "plot_pc_pairs",
+    "plot_pca_spectrum",
+    "plot_surface_3d",
+    "plot_surface_contour",
+    "plot_top_eigenvalues",
+    "save_figure",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("png", "svg", "pdf")
+
+
+def plot_surface_contour(
+    xs: Any,
+    ys: Any,
+    values: Any,
+    trajectories: Any = None,
+    *,
+    log: bool = False,
+    clip: float | None = None,
+    levels: int = 20,
+    color_by: Literal["step", "loss"] = "step",
+    cmap: str = "viridis",
+    value_name: str = "loss",
+    xlabel: str = "α (direction 1)",
+    ylabel: str = "β (direction 2)",
+    title: str | None = None,
+    ax: Any = None,
+):
+    """Filled contour plus contour lines of a surface, with trajectories drawn on it.
+
+    Args:
+        xs: (nx,) first grid axis, increasing.
+        ys: (ny,) second grid axis, increasing.
+        values: (ny, nx) ``values[j, i]`` at ``(xs[i], ys[j])``; NaN/inf are left blank.
+        trajectories: None, or a list of dicts/objects with ``coords (T, 2)`` and optional
+            ``steps (T,)``, ``loss (T,)``, ``residual (T,)``, ``label``. Points are coloured by
+            step or loss; the start is a circle, the end a star; the largest off-plane residual
+            is given in the legend.
+        log: draw ``log10(values)`` (values must be positive).
+        clip: values above ``clip`` are drawn at ``clip`` (divergent regions stay blank).
+        levels: number of contour levels.
+        color_by: colour trajectory points by ``"step"`` or by ``"loss"``.
+        cmap: colour map of the surface.
+        value_name: what the values are, for the colour bar.
+        xlabel: label of the x axis.
+        ylabel: label of the y axis.
+        title: optional title.
+        ax: a 2-D Axes to draw on, or None for a new figure.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        WeightspaceError: bad shapes, ``log`` with non-positive values, or ``color_by="loss"``
+            for a trajectory without ``loss``.
+    """
+    xs, ys, values = check_grid(xs, ys, values)
+    z = prepare_values(values, log, clip)
+    trajs = as_trajectories(trajectories)
+    if color_by not in ("step", "loss"):
+        raise WeightspaceError(f"color_by: expected 'step' or 'loss', got {color_by!r}")
+    if color_by == "loss" and any(t.loss is None for t in trajs):
+        raise WeightspaceError(
+            "color_by: 'loss' needs a 'loss' entry in every trajectory; add it or use 'step'"
+        )
+    fig, ax = new_or_given(ax, (6.0, 4.8))
+    filled = ax.contourf(xs, ys, z, levels=levels, cmap=cmap)
+    ax.contour(
+        xs, ys, z, levels=filled.levels, colors="k", linewidths=0.4, alpha=0.5, linestyles="solid"
+    )
+    fig.colorbar(filled, ax=ax, label=value_label(value_name, log, clip))
+    n_bad = int(np.isnan(z).sum())
+    if n_bad:
+        ax.text(
+            0.01,
+            0.01,
+            f"{n_bad} divergent points left blank",
+            transform=ax.transAxes,
+            fontsize=7,
+            va="bottom",
+        )
+    if trajs:
+        _draw_trajectories(fig, ax, trajs, color_by)
+    ax.set(xlim=(xs[0], xs[-1]), ylim=(ys[0], ys[-1]), xlabel=xlabel, ylabel=ylabel)
+    if title:
+        ax.set_title(title)
+    return fig, ax
+
+
+def _draw_trajectories(fig, ax, trajs, color_by) -> None:
+    key = "steps" if color_by == "step" else "loss"
+    allc = np.concatenate([getattr(t, key) for t in trajs])
+    allc = allc[np.isfinite(allc)]
+    norm = mcolors.Normalize(*(allc.min(), allc.max()) if allc.size else (0, 1))
+    sc = None
+    for r, t in enumerate(trajs):
+        color = run_color(r)
+        label = t.label
+        if t.residual is not None and np.any(np.isfinite(t.residual)):
+            label += f" (off-plane residual ≤ {np.nanmax(t.residual):.2g})"
+        x, y = t.coords[:, 0], t.coords[:, 1]
+        ax.plot(x, y, color=color, lw=1.2, label=label, zorder=3)
+        sc = ax.scatter(
+            x,
+            y,
+            c=getattr(t, key),
+            cmap="plasma",
+            norm=norm,
+            s=12,
+            edgecolors=color,
+            linewidths=0.5,
+            zorder=4,
+        )
+        ax.plot(x[0], y[0], "o", ms=7, mfc="white", mec=color, zorder=5)
+        ax.plot(x[-1], y[-1], "*", ms=11, mfc=color, mec="k", mew=0.5, zorder=5)
+    fig.colorbar(sc, ax=ax, label=color_by, location="bottom", shrink=0.6, aspect=30)
+    ax.plot([], [], "o", mfc="white", mec="k", label="start")
+    ax.plot([], [], "*", mfc="grey", mec="k", label="end")
+    ax.legend(fontsize=7, loc="upper right")
+
+
+def plot_surface_3d(
+    xs: Any,
+    ys: Any,
+    values: Any,
+    trajectories: Any = None,
+    *,
+    log: bool = False,
+    clip: float | None = None,
+    cmap: str = "viridis",
+    value_name: str = "loss",
+    xlabel: str = "α",
+    ylabel: str = "β",
+    title: str | None = None,
+    ax: Any = None,
+):
+    """3-D mesh of a surface, with trajectories drawn at their loss.
+
+    Args:
+        xs: (nx,) first grid axis.
+        ys: (ny,) second grid axis.
+        values: (ny, nx) ``values[j, i]`` at ``(xs[i], ys[j])``; NaN/inf are left out.
+        trajectories: as in :func:`plot_surface_contour`; a trajectory's height is its
+            ``projected_loss``, else its ``loss``, else the surface interpolated under it.
+        log: draw ``log10(values)``.
+        clip: values above ``clip`` are drawn at ``clip``.
+        cmap: colour map.
+        value_name: what the values are, for the z label.
+        xlabel: label of the x axis.
+        ylabel: label of the y axis.
+        title: optional title.
+        ax: a 3-D Axes (``fig.add_subplot(projection="3d")``), or None.
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    xs, ys, values = check_grid(xs, ys, values)
+    z = prepare_values(values, log, clip)
+    trajs = as_trajectories(trajectories)
+    fig, ax = new_or_given(ax, (6.0, 5.0), three_d=True)
+    gx, gy = np.meshgrid(xs, ys)  # (ny, nx), like values
+    masked = np.ma.masked_invalid(z)
+    ax.plot_surface(
+        gx,
+        gy,
+        masked,
+        cmap=cmap,
+        linewidth=0.2,
+        edgecolor="k",
+        alpha=0.85,
+        rcount=min(ys.size, 60),
+        ccount=min(xs.size, 60),
+        vmin=float(masked.min()),
+        vmax=float(masked.max()),
+    )
+    for r, t in enumerate(trajs):
+        tz = trajectory_z(t, xs, ys, z, log, clip)
+        ax.plot(t.coords[:, 0], t.coords[:, 1], tz, color=run_color(r), lw=2, label=t.label)
+        ax.scatter(
+            t.coords[-1:, 0], t.coords[-1:, 1], tz[-1:], marker="*", s=60, color=run_color(r)
+        )
+    if trajs:
+        ax.legend(fontsize=7)
+    ax.set(xlabel=xlabel, ylabel=ylabel, zlabel=value_label(value_name, log, clip))
+    if title:
+        ax.set_title(title)
+    return fig, ax
+
+
+def plot_contour_and_mesh(
+    xs: Any, ys: Any, values: Any, trajectories: Any = None, *, ax: Any = None, **kwargs: Any
+):
+    """Contour (left) and 3-D mesh (right) of the same surface, side by side.
+
+    Args:
+        xs: (nx,) first grid axis.
+        ys: (ny,) second grid axis.
+        values: (ny, nx) surface values.
+        trajectories: as in :func:`plot_surface_contour`.
+        ax: None, or a pair ``(ax_2d, ax_3d)`` to draw on.
+        **kwargs: ``log``, ``clip``, ``cmap``, ``value_name``, ``title`` for both panels.
+
+    Returns:
+        ``(fig, (ax_2d, ax_3d))``.
+    """
+    if ax is None:
+        fig = new_figure((11.0, 4.6))
+        ax = (fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2, projection="3d"))
+        ax[1].set_box_aspect(None, zoom=0.85)
+    elif len(ax) != 2:
+        raise WeightspaceError(f"ax: expected a pair (ax_2d, ax_3d), got {len(ax)} axes")
+    fig, a2 = plot_surface_contour(xs, ys, values, trajectories, ax=ax[0], **kwargs)
+    _, a3 = plot_surface_3d(xs, ys, values, trajectories, ax=ax[1], **kwargs)
+    return fig, (a2, a3)
+
+
+def plot_line(
+    alphas: Any,
+    values: Any,
+    stderr: Any = None,
+    barrier: float | None = None,
+    *,
+    barrier_at: float | None = None,
+    label: str | None = None,
+    xlabel: str = "α",
+    ylabel: str = "loss",
+    title: str | None = None,
+    ax: Any = None,
+):
+    """A 1-D line with a ±1 standard-error band and the barrier marked.
+
+    Args:
+        alphas: (m,) positions along the line.
+        values: (m,) values at ``alphas``; NaN/inf are gaps.
+        stderr: optional (m,) standard errors, drawn as a band ``values ± stderr``.
+        barrier: optional barrier height (computed by the caller), drawn as an arrow of that
+            height ending at the top of the line at ``barrier_at`` and written beside it.
+        barrier_at: where to draw the barrier; default the position of the largest value.
+        label: legend label of the line.
+        xlabel: label of the x axis.
+        ylabel: label of the y axis.
+        title: optional title.
+        ax: a 2-D Axes or None.
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    alphas = as_array(alphas, "alphas", ndim=1)
+    values = as_array(values, "values", ndim=1, length=alphas.size)
+    values = np.where(np.isfinite(values), values, np.nan)
+    if not np.any(np.isfinite(values)):
+        raise WeightspaceError("values: every value is NaN or infinite; nothing to draw")
+    fig, ax = new_or_given(ax, (6.0, 4.0))
+    (line,) = ax.plot(alphas, values, "-o", ms=3, label=label)
+    if stderr is not None:
+        se = as_array(stderr, "stderr", ndim=1, length=alphas.size)
+        ax.fill_between(
+            alphas,
+            values - se,
+            values + se,
+            color=line.get_color(),
+            alpha=0.25,
+            lw=0,
+            label="±1 standard error",
+        )
+    if barrier is not None:
+        at = alphas[int(np.nanargmax(values))] if barrier_at is None else float(barrier_at)
+        top = float(np.interp(at, alphas[np.isfinite(values)], values[np.isfinite(values)]))
+        ax.annotate(
+            "",
+            xy=(at, top),
+            xytext=(at, top - float(barrier)),
+            arrowprops={"arrowstyle": "<->", "color": "crimson"},
+        )
+        ax.text(
+            at,
+            top - float(barrier) / 2,
+            f"  barrier {float(barrier):.4g}",
+            color="crimson",
+            va="center",
+            fontsize=8,
+        )
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    if title:
+        ax.set_title(title)
+    if label is not None or stderr is not None:
+        ax.legend(fontsize=8)
+    return fig, ax
+
+
+def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 150) -> Path:
+    """Write a figure to ``path`` atomically; the format follows the suffix.
+
+    Args:
+        fig: a matplotlib Figure (or SubFigure, whose whole figure is saved).
+        path: destination ending in ``.png``, ``.svg`` or ``.pdf``.
+        dpi: resolution of raster output.
+
+    Returns:
+        The path written.
+
+    Raises:
+        WeightspaceError: an unknown suffix or a missing directory.
+    """
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise WeightspaceError(
+            f"path: expected a name ending in .png, .svg or .pdf, got {str(path)!r}; "
+            "change the suffix"
+        )
+    if not path.parent.is_dir():
+        raise WeightspaceError(
+            f"path: directory {str(path.parent)!r} does not exist; create it first"
+        )
+    fig = getattr(fig, "figure", fig) or fig
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi)
+    logger.debug("wrote %s", path)
+    return path
