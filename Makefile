@@ -8,11 +8,18 @@ DEMO_OUT ?= demo-out
 
 .PHONY: setup demo test lint bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.torch:
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# CPU PyTorch first, so that the package's plain `torch` requirement installs nothing more.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.torch pyproject.toml
+	$(PY) -m pip install -q -e ".[export]"
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
@@ -21,7 +28,7 @@ setup: $(VENV)/.installed
 demo: setup
 	$(VENV)/bin/weightspace demo -o $(DEMO_OUT)
 
-test: setup
+test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
 

@@ -9,11 +9,16 @@ from .checkpoints import import_checkpoints
 from .errors import CorruptRunError, LayoutMismatchError, WeightspaceError
 from .layout import ParamLayout
 from .objective import Evaluation, Objective, Problem
+from .projection import PCA, PHATE, TSNE, UMAP, compare_to_random_walk, random_walk_null
 from .record import Recorder
 from .store import load_result, save_result
 from .trajectory import Trajectory
 
 __all__ = [
+    "PCA",
+    "PHATE",
+    "TSNE",
+    "UMAP",
     "CorruptRunError",
     "Evaluation",
     "LayoutMismatchError",
@@ -24,8 +29,10 @@ __all__ = [
     "Trajectory",
     "WeightspaceError",
     "__version__",
+    "compare_to_random_walk",
     "import_checkpoints",
     "load_result",
+    "random_walk_null",
     "save_result",
     "zoo",
 ]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from .._version import __version__
 from ..errors import WeightspaceError
 
-COMMANDS = ("demo", "record", "import_", "info")
+COMMANDS = ("demo", "record", "import_", "info", "project")
 
 
 class _Parser(argparse.ArgumentParser):
