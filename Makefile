@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 DEMO_OUT ?= demo-out
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test clean
 
 $(VENV)/.torch:
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,7 +26,7 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(VENV)/bin/weightspace demo -o $(DEMO_OUT)
+	$(VENV)/bin/weightspace demo -o $(DEMO_OUT) --overwrite
 
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks
