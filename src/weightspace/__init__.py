@@ -6,7 +6,29 @@ Trajectories (PCA, PHATE), loss landscapes and curvature, from recorded runs.
 from . import zoo
 from ._version import __version__
 from .checkpoints import import_checkpoints
+from .directions import (
+    Directions,
+    directions_from_vectors,
+    interpolation_directions,
+    load_directions,
+    normalize_direction,
+    plane_coordinates,
+    plane_through,
+    random_directions,
+)
 from .errors import CorruptRunError, LayoutMismatchError, WeightspaceError
+from .landscape import (
+    Line,
+    PlaneTrajectory,
+    Surface,
+    evaluate_line,
+    evaluate_plane,
+    load_line,
+    load_surface,
+    save_line,
+    save_surface,
+    trajectories_on_plane,
+)
 from .layout import ParamLayout
 from .objective import Evaluation, Objective, Problem
 from .projection import PCA, PHATE, TSNE, UMAP, compare_to_random_walk, random_walk_null
@@ -20,19 +42,37 @@ __all__ = [
     "TSNE",
     "UMAP",
     "CorruptRunError",
+    "Directions",
     "Evaluation",
     "LayoutMismatchError",
+    "Line",
     "Objective",
     "ParamLayout",
+    "PlaneTrajectory",
     "Problem",
     "Recorder",
+    "Surface",
     "Trajectory",
     "WeightspaceError",
     "__version__",
     "compare_to_random_walk",
+    "directions_from_vectors",
+    "evaluate_line",
+    "evaluate_plane",
     "import_checkpoints",
+    "interpolation_directions",
+    "load_directions",
+    "load_line",
     "load_result",
+    "load_surface",
+    "normalize_direction",
+    "plane_coordinates",
+    "plane_through",
+    "random_directions",
     "random_walk_null",
+    "save_line",
     "save_result",
+    "save_surface",
+    "trajectories_on_plane",
     "zoo",
 ]

@@ -17,7 +17,15 @@ from collections.abc import Sequence
 from .._version import __version__
 from ..errors import WeightspaceError
 
-COMMANDS = ("demo", "record", "import_", "info", "project")
+COMMANDS = (
+    "demo",
+    "record",
+    "import_",
+    "info",
+    "project",
+    "surface",
+    "line",
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,509 @@
+"""Exact 1-D and 2-D loss landscapes: ``L(c + a*d1 + b*d2)`` on a grid, and lines.
+
+Grid semantics (Li et al. 2018, done right): ``xs`` and ``ys`` include both endpoints, values
+have shape ``(ny, nx)`` with ``values[j, i] = L(c + xs[i]*d1 + ys[j]*d2)`` (matplotlib's
+``contour(xs, ys, values)``), and every point is computed from the centre into one
+preallocated flat buffer, never by walking. Each point carries the mean loss over the
+evaluation set, its standard error over batches and, for classification, the accuracy.
+Non-finite losses are kept as NaN and counted. The centre check and the determinism probe
+run before the loop. Points are evaluated by :mod:`weightspace.engine` (compiled when it
+pays, options recorded with their deviations), resume from per-rank checkpoints and shard
+across ``torchrun`` ranks (:mod:`weightspace.parallel`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import parallel
+from .directions import as_vector, cosine, plane_coordinates
+from .engine import aggregate, evaluate_points, resolve_channels_last
+from .errors import WeightspaceError
+from .objective import Objective
+from .store import load_result, save_result
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class Surface:
+    """A 2-D loss landscape.
+
+    Attributes:
+        xs: ``(nx,)`` coordinates along ``d1``; ys: ``(ny,)`` along ``d2``.
+        values: ``(ny, nx)`` mean loss, ``values[j, i]`` at ``(xs[i], ys[j])``; NaN where
+            the loss was not finite.
+        stderr: ``(ny, nx)`` standard error over batches (NaN with one batch).
+        accuracy: ``(ny, nx)`` for classification, else None.
+        n_nonfinite: how many points had a non-finite loss.
+        metadata: objective, directions, grid, engine options and their deviations, timing.
+        trajectories: runs drawn on the plane (:class:`PlaneTrajectory`).
+    """
+
+    xs: np.ndarray
+    ys: np.ndarray
+    values: np.ndarray
+    stderr: np.ndarray
+    accuracy: np.ndarray | None
+    n_nonfinite: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    trajectories: tuple[PlaneTrajectory, ...] = ()
+
+
+@dataclass(frozen=True)
+class Line:
+    """A 1-D loss profile ``L(start + alpha*direction)``.
+
+    Attributes:
+        alphas: ``(P,)``; values, stderr: ``(P,)``; accuracy: ``(P,)`` or None.
+        n_nonfinite: how many points had a non-finite loss.
+        barrier: height of the loss above the straight line between the values at alpha=0
+            and alpha=1, ``max_a L(a) - ((1-a) L(0) + a L(1))`` over the points in [0, 1]
+            (Frankle et al. 2020); NaN unless 0 and 1 are among the alphas.
+        monotonic: True when the loss never increases from alpha=0 to alpha=1 (Goodfellow
+            et al. 2015's monotonic decrease); None unless 0 and 1 are among the alphas.
+        metadata: as for :class:`Surface`.
+    """
+
+    alphas: np.ndarray
+    values: np.ndarray
+    stderr: np.ndarray
+    accuracy: np.ndarray | None
+    n_nonfinite: int
+    barrier: float
+    monotonic: bool | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PlaneTrajectory:
+    """One run on a plane: coordinates in grid units, off-plane residual, losses.
+
+    Attributes:
+        name: the run's label; steps: ``(T,)``.
+        coords: ``(T, 2)`` least-squares ``(a, b)`` of each snapshot.
+        residual: ``(T,)`` relative off-plane distance ``||r|| / ||theta - c||``.
+        loss: ``(T,)`` the true loss at each snapshot.
+        plane_loss: ``(T,)`` the loss at its projection ``c + a d1 + b d2`` (what the
+            surface shows there).
+    """
+
+    name: str
+    steps: np.ndarray
+    coords: np.ndarray
+    residual: np.ndarray
+    loss: np.ndarray
+    plane_loss: np.ndarray
+
+
+# ---------------------------------------------------------------------------- inputs
+def check_axis(values: Any, name: str) -> np.ndarray:
+    """A grid axis: 1-D, at least 2 finite, strictly increasing values (float64)."""
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise WeightspaceError(f"{name}: expected numbers, got {type(values).__name__}") from None
+    if a.ndim != 1 or a.size < 2:
+        raise WeightspaceError(
+            f"{name}: expected at least 2 grid points in a 1-D array, got shape {a.shape}; "
+            "use e.g. numpy.linspace(-1, 1, 25)"
+        )
+    if not np.isfinite(a).all():
+        raise WeightspaceError(f"{name}: holds NaN or inf; give finite coordinates")
+    if not (np.diff(a) > 0).all():
+        raise WeightspaceError(
+            f"{name}: expected strictly increasing values, got {a[0]:g} .. {a[-1]:g} "
+            "(reversed or repeated); give the span as low, high"
+        )
+    return a
+
+
+def grid_axis(lo: float, hi: float, n: int, name: str = "span") -> np.ndarray:
+    """``linspace(lo, hi, n)`` with both endpoints, validated (``lo < hi``, ``n >= 2``)."""
+    if not isinstance(n, (int, np.integer)) or n < 2:
+        raise WeightspaceError(f"{name}: expected at least 2 grid points, got {n!r}")
+    if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
+        raise WeightspaceError(
+            f"{name}: expected low < high, got {lo:g} {hi:g}; give the span as low high, e.g. -1 1"
+        )
+    return np.linspace(lo, hi, int(n))
+
+
+def _prepare(
+    objective: Objective, center: Any, dirs: Mapping[str, Any]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    if not isinstance(objective, Objective):
+        raise WeightspaceError(
+            f"objective: expected a weightspace Objective, got {type(objective).__name__}"
+        )
+    n = objective.layout.numel
+    dtype = center.dtype if isinstance(center, torch.Tensor) else torch.float32
+    c = as_vector(center, n, "center", dtype=dtype, device=objective.device)
+    vecs = []
+    for name, d in dirs.items():
+        v = as_vector(d, n, name, dtype=c.dtype, device=objective.device)
+        if not bool(v.abs().max() > 0):
+            raise WeightspaceError(
+                f"{name}: zero-norm direction; give a nonzero direction (with "
+                "ignore='biasbn' a model of only 1-D tensors has none)"
+            )
+        vecs.append(v)
+    return c, vecs
+
+
+def _run(
+    objective: Objective,
+    c: torch.Tensor,
+    write: Callable[[np.ndarray, torch.Tensor], None],
+    n_points: int,
+    key_parts: tuple[Any, ...],
+    check: bool,
+    options: Mapping[str, Any],
+    desc: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int, dict[str, Any]]:
+    """Evaluate ``n_points`` points written by ``write``; values, stderr, accuracy, info."""
+    opts = dict(options)
+    if check:
+        objective.check()  # the objective reproduces the model's own loss
+        center_loss = objective.check(c)  # determinism probe, finite loss at the centre
+    else:
+        center_loss = objective.evaluate(c).loss
+    key = parallel.fingerprint(
+        *key_parts,
+        objective.metadata,
+        str(c.dtype),
+        [opts.get("precision", "full")],
+        resolve_channels_last(objective, opts.get("channels_last")),
+        opts.get("points_per_pass", 1),
+    )
+    data, info = evaluate_points(
+        objective, write, n_points, dtype=c.dtype, key=key, desc=desc, **opts
+    )
+    info["center_loss"] = center_loss
+    cls = objective.metadata["task"] == "classification"
+    weights = objective.batch_weights.numpy()
+    values, stderr, acc = aggregate(data, weights, objective.n_samples, cls)
+    n_bad = int(np.isnan(values).sum())
+    if n_bad:
+        logger.warning("%d of %d points have a non-finite loss (kept as NaN)", n_bad, len(values))
+    return values, stderr, acc, n_bad, info
+
+
+def _affine_writer(
+    c: torch.Tensor, basis: list[torch.Tensor], coeffs: np.ndarray
+) -> Callable[[np.ndarray, torch.Tensor], None]:
+    """``write(idx, out)``: ``out[r] = c + sum_k coeffs[idx[r], k] * basis[k]``, from c."""
+    cols = [[float(v) for v in coeffs[:, k]] for k in range(coeffs.shape[1])]
+
+    def write(idx: np.ndarray, out: torch.Tensor) -> None:
+        for r, p in enumerate(idx.tolist()):
+            torch.add(c, basis[0], alpha=cols[0][p], out=out[r])
+            for k in range(1, len(basis)):
+                out[r].add_(basis[k], alpha=cols[k][p])
+
+    return write
+
+
+# ---------------------------------------------------------------------------- public API
+def evaluate_plane(
+    objective: Objective,
+    center: Any,
+    d1: Any,
+    d2: Any,
+    xs: Any,
+    ys: Any,
+    *,
+    check: bool = True,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Surface:
+    """The loss on the plane ``center + x*d1 + y*d2`` at every grid point.
+
+    Args:
+        objective: the loss (model, data, mode).
+        center: ``(n,)``; its dtype (float32 or float64) is the evaluation dtype.
+        d1, d2: ``(n,)`` directions (e.g. ``random_directions(...)[0]``).
+        xs: ``(nx,)``, ys: ``(ny,)`` strictly increasing coordinates, both endpoints
+            included (:func:`grid_axis`); any ``nx``, ``ny >= 2``.
+        check: run the centre check and the determinism probe first.
+        metadata: extra facts to record (directions, runs, data subset).
+        **options: ``compile`` ("auto" | "on" | "off"; auto compiles when the expected
+            eager time repays the compilation, or a compiled engine exists), ``precision``
+            ("full" | "bf16"), ``channels_last`` (None: on for image inputs on the CPU),
+            ``points_per_pass`` (vmap), ``checkpoint`` (path prefix),
+            ``resume``, ``checkpoint_every`` (points), ``checkpoint_seconds``,
+            ``keep_checkpoint``, ``progress``.
+
+    Returns:
+        :class:`Surface` with ``values[j, i] = L(center + xs[i]*d1 + ys[j]*d2)``.
+
+    Raises:
+        WeightspaceError: shapes that do not match the objective's layout, a zero
+        direction, fewer than 2 points or a reversed axis, a non-deterministic objective.
+
+    Example:
+        >>> surf = evaluate_plane(obj, c, d[0], d[1], np.linspace(-1, 1, 31),
+        ...                       np.linspace(-1, 1, 21))       # doctest: +SKIP
+        >>> surf.values.shape                                   # doctest: +SKIP
+        (21, 31)
+    """
+    xs, ys = check_axis(xs, "xs"), check_axis(ys, "ys")
+    c, (v1, v2) = _prepare(objective, center, {"d1": d1, "d2": d2})
+    gx, gy = np.meshgrid(xs, ys)  # (ny, nx): row-major point p = j*nx + i
+    coeffs = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    write = _affine_writer(c, [v1, v2], coeffs)
+    key = (c, v1, v2, coeffs)
+    values, stderr, acc, n_bad, info = _run(
+        objective, c, write, len(coeffs), key, check, options, "surface"
+    )
+    shape = (len(ys), len(xs))
+    meta = {
+        "objective": objective.metadata,
+        "grid": {"nx": len(xs), "ny": len(ys), "x": [xs[0], xs[-1]], "y": [ys[0], ys[-1]]},
+        "dtype": str(c.dtype).removeprefix("torch."),
+        "d1_norm": float(torch.linalg.vector_norm(v1.double())),
+        "d2_norm": float(torch.linalg.vector_norm(v2.double())),
+        "cosine": cosine(v1, v2),
+        "engine": info,
+        "n_nonfinite": n_bad,
+        **dict(metadata or {}),
+    }
+    return Surface(
+        xs,
+        ys,
+        values.reshape(shape),
+        stderr.reshape(shape),
+        None if acc is None else acc.reshape(shape),
+        n_bad,
+        meta,
+    )
+
+
+def evaluate_line(
+    objective: Objective,
+    start: Any,
+    direction: Any,
+    alphas: Any = None,
+    *,
+    check: bool = True,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Line:
+    """The loss along ``start + alpha*direction`` (Goodfellow et al. 2015).
+
+    With ``direction = end - start`` (:func:`~weightspace.interpolation_directions`) alpha=0
+    is ``start`` and alpha=1 is ``end``; the result carries the barrier height and the
+    monotonicity verdict on [0, 1].
+
+    Args:
+        objective: the loss.
+        start: ``(n,)``; direction: ``(n,)``.
+        alphas: ``(P,)`` strictly increasing; default ``linspace(-0.5, 1.5, 41)``.
+        check, metadata, **options: as in :func:`evaluate_plane`.
+
+    Returns:
+        :class:`Line`.
+    """
+    alphas = check_axis(np.linspace(-0.5, 1.5, 41) if alphas is None else alphas, "alphas")
+    c, (d,) = _prepare(objective, start, {"direction": direction})
+    coeffs = alphas[:, None]
+    write = _affine_writer(c, [d], coeffs)
+    values, stderr, acc, n_bad, info = _run(
+        objective, c, write, len(alphas), (c, d, coeffs), check, options, "line"
+    )
+    barrier, monotonic = _barrier(alphas, values)
+    meta = {
+        "objective": objective.metadata,
+        "alphas": {"n": len(alphas), "range": [alphas[0], alphas[-1]]},
+        "dtype": str(c.dtype).removeprefix("torch."),
+        "direction_norm": float(torch.linalg.vector_norm(d.double())),
+        "engine": info,
+        "n_nonfinite": n_bad,
+        "barrier": barrier,
+        "monotonic": monotonic,
+        **dict(metadata or {}),
+    }
+    return Line(alphas, values, stderr, acc, n_bad, barrier, monotonic, meta)
+
+
+def _barrier(alphas: np.ndarray, values: np.ndarray) -> tuple[float, bool | None]:
+    """Barrier height and monotonic decrease on the points with alpha in [0, 1]."""
+    i0 = np.flatnonzero(np.isclose(alphas, 0.0, rtol=0, atol=1e-9))
+    i1 = np.flatnonzero(np.isclose(alphas, 1.0, rtol=0, atol=1e-9))
+    if not len(i0) or not len(i1):
+        return math.nan, None
+    a, v = alphas[i0[0] : i1[0] + 1], values[i0[0] : i1[0] + 1]
+    if not np.isfinite(v).all():
+        return math.nan, None
+    chord = (1 - a) * v[0] + a * v[-1]
+    tol = 1e-6 * max(1.0, float(np.abs(v).max()))
+    return float((v - chord).max()), bool((np.diff(v) <= tol).all())
+
+
+def points_losses(
+    objective: Objective, points: Any, *, check: bool = False, **options: Any
+) -> np.ndarray:
+    """Mean loss at each of ``points``, through the same engine as the grids.
+
+    Args:
+        points: ``(T, n)`` tensor or array, or a :class:`~weightspace.Trajectory` (its
+            snapshots, read one at a time, in float32).
+
+    Returns:
+        ``(T,)`` float64 mean losses (NaN where not finite).
+    """
+    n = objective.layout.numel
+    if hasattr(points, "snapshot"):
+        traj = points
+        count, dtype = len(traj), torch.float32
+
+        def write(idx: np.ndarray, out: torch.Tensor) -> None:
+            for r, i in enumerate(idx.tolist()):
+                out[r].copy_(traj.theta(i, dtype=out.dtype, device=out.device))
+
+        first = traj.theta(0)
+        key: tuple[Any, ...] = (str(traj.path), traj.steps, np.asarray(traj.snapshot(-1)))
+    else:
+        t = points if isinstance(points, torch.Tensor) else torch.as_tensor(np.asarray(points))
+        t = t.detach().reshape(1, -1) if t.ndim == 1 else t.detach()
+        if t.ndim != 2 or t.shape[1] != n:
+            raise WeightspaceError(
+                f"points: expected shape (T, {n}), got {tuple(t.shape)}; use vectors laid out "
+                "like the objective's parameters"
+            )
+        dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
+        t = t.to(dtype=dtype, device=objective.device)
+        count, first, key = t.shape[0], t[0], (t,)
+
+        def write(idx: np.ndarray, out: torch.Tensor) -> None:
+            out.copy_(t[torch.as_tensor(idx, device=t.device)])
+
+    c = as_vector(first, n, "points[0]", dtype=dtype, device=objective.device)
+    values, *_ = _run(objective, c, write, count, key, check, options, "points")
+    return values
+
+
+def trajectories_on_plane(
+    objective: Objective,
+    trajectories: Sequence[Any],
+    center: Any,
+    d1: Any,
+    d2: Any,
+    *,
+    names: Sequence[str] | None = None,
+    losses: bool = True,
+    **options: Any,
+) -> tuple[PlaneTrajectory, ...]:
+    """Runs drawn on a plane: coordinates, residuals, true loss beside the plane's loss.
+
+    Args:
+        objective: the loss the surface shows.
+        trajectories: :class:`~weightspace.Trajectory` objects or ``(T, n)`` arrays.
+        center, d1, d2: the plane.
+        names: labels (default: run directory names, or ``run0``, ``run1``, ...).
+        losses: evaluate the true and the projected loss of every snapshot (2T points
+            per run); False leaves them NaN.
+        **options: engine options, as in :func:`evaluate_plane` (no checkpoints).
+
+    Returns:
+        one :class:`PlaneTrajectory` per run.
+    """
+    c, (v1, v2) = _prepare(objective, center, {"d1": d1, "d2": d2})
+    out = []
+    for k, traj in enumerate(trajectories):
+        coords, residual = plane_coordinates(traj, c, v1, v2)
+        is_run = hasattr(traj, "snapshot")
+        steps = np.asarray(traj.steps) if is_run else np.arange(len(coords))
+        name = names[k] if names is not None else (Path(traj.path).name if is_run else f"run{k}")
+        nan = np.full(len(coords), np.nan)
+        true = plane = nan
+        if losses:
+            true = points_losses(objective, traj, **options)
+            write = _affine_writer(c, [v1, v2], coeffs=coords)
+            plane, *_ = _run(
+                objective, c, write, len(coords), (c, v1, v2, coords), False, options, "plane"
+            )
+        out.append(PlaneTrajectory(name, steps, coords, residual, true, plane))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------- files
+def save_surface(surface: Surface, path: str | os.PathLike) -> Path:
+    """Write a surface as ``path.npz`` + ``path.json`` (atomic); returns the ``.npz``."""
+    arrays: dict[str, np.ndarray] = {
+        "xs": surface.xs,
+        "ys": surface.ys,
+        "values": surface.values,
+        "stderr": surface.stderr,
+    }
+    if surface.accuracy is not None:
+        arrays["accuracy"] = surface.accuracy
+    names = []
+    for k, t in enumerate(surface.trajectories):
+        names.append(t.name)
+        for f in ("steps", "coords", "residual", "loss", "plane_loss"):
+            arrays[f"traj{k}_{f}"] = getattr(t, f)
+    meta = {**surface.metadata, "n_nonfinite": surface.n_nonfinite, "trajectories": names}
+    return save_result(path, "surface", arrays, meta)
+
+
+def load_surface(path: str | os.PathLike) -> Surface:
+    """Read a surface written by :func:`save_surface`."""
+    arrays, meta = load_result(path)
+    if meta.get("kind") != "surface":
+        raise WeightspaceError(f"{path}: a {meta.get('kind')!r} result, expected a surface")
+    trajs = tuple(
+        PlaneTrajectory(
+            name,
+            *(
+                arrays[f"traj{k}_{f}"]
+                for f in ("steps", "coords", "residual", "loss", "plane_loss")
+            ),
+        )
+        for k, name in enumerate(meta.get("trajectories", []))
+    )
+    return Surface(
+        arrays["xs"],
+        arrays["ys"],
+        arrays["values"],
+        arrays["stderr"],
+        arrays.get("accuracy"),
+        int(meta.get("n_nonfinite", 0)),
+        meta,
+        trajs,
+    )
+
+
+def save_line(line: Line, path: str | os.PathLike) -> Path:
+    """Write a line as ``path.npz`` + ``path.json`` (atomic); returns the ``.npz``."""
+    arrays = {"alphas": line.alphas, "values": line.values, "stderr": line.stderr}
+    if line.accuracy is not None:
+        arrays["accuracy"] = line.accuracy
+    return save_result(path, "line", arrays, line.metadata)
+
+
+def load_line(path: str | os.PathLike) -> Line:
+    """Read a line written by :func:`save_line`."""
+    arrays, meta = load_result(path)
+    if meta.get("kind") != "line":
+        raise WeightspaceError(f"{path}: a {meta.get('kind')!r} result, expected a line")
+    return Line(
+        arrays["alphas"],
+        arrays["values"],
+        arrays["stderr"],
+        arrays.get("accuracy"),
+        int(meta.get("n_nonfinite", 0)),
+        float(meta.get("barrier", math.nan)),
+        meta.get("monotonic"),
+        meta,
+    )
