@@ -148,3 +148,14 @@ def test_result_round_trip_and_no_pickles(tmp_path):
         ["surface.npz", "surface.json"],
         ["surface.json", "surface.npz"],
     )
+
+
+def test_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    make_run(tmp_path / "r", T=1, n=100)
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in [tmp_path / "r" / "run.json", *(tmp_path / "r" / SNAPSHOTS).iterdir()]:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~mask, f

@@ -34,6 +34,15 @@ SNAPSHOT_RE = re.compile(r"^(\d{9,})\.npy$")
 STORAGE_DTYPES = ("float16", "float32", "float64")
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def snapshot_name(step: int) -> str:
     return f"{int(step):09d}.npy"
 
@@ -65,6 +74,7 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True, fsync_parent: bo
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
     os.close(fd)
     tmp = Path(tmp)
     try:
