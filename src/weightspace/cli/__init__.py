@@ -25,6 +25,7 @@ COMMANDS = (
     "project",
     "surface",
     "line",
+    "spectrum",
 )
 
 

@@ -1,0 +1,426 @@
+"""The Hessian of an Objective as a linear operator: ``op @ v`` without forming the matrix.
+
+``H v = Σ_b (N_b/N) H_b v`` over the evaluation batches, exactly the weighting of the mean
+loss (GradVis and Li et al. sum over batches; hessian-eigenthings averages unweighted).
+Products are forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``, Pearlmutter
+1994) or double backward. Both reuse each batch's first pass: the gradient graph is kept
+(cheap to build) and, once enough products were asked for to pay for tracing it, each
+batch is linearised with ``torch.func.linearize`` (cheaper products; see
+``benchmarks/results/hessian.txt``). Modules without forward-mode support stay on double
+backward.
+
+Also the operator protocol shared by the algorithms (anything with ``@``, ``.shape``,
+``.dtype``, ``.device``) and their probe vectors, drawn on the CPU from an explicit seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.func import grad, jvp, linearize, vmap
+
+from ..errors import WeightspaceError
+from ..layout import NameFilter, ParamLayout, _name_predicate
+from ..objective import Objective
+
+log = logging.getLogger(__name__)
+
+Method = Literal["auto", "forward", "double-backward"]
+Seed = int | torch.Generator | None
+METHODS = ("auto", "forward", "double-backward")
+
+
+# ------------------------------------------------------------------ the operator protocol
+def check_operator(op: Any, what: str = "op") -> int:
+    """Validate the operator protocol; return its size ``n``."""
+    shape = getattr(op, "shape", None)
+    ok = (
+        hasattr(op, "__matmul__")
+        and shape is not None
+        and len(shape) == 2
+        and shape[0] == shape[1]
+        and isinstance(getattr(op, "dtype", None), torch.dtype)
+        and op.dtype.is_floating_point
+        and hasattr(op, "device")
+    )
+    if not ok:
+        raise WeightspaceError(
+            f"{what}: expected a square operator with @, .shape (n, n), a floating .dtype and "
+            f".device (a HessianOperator or a torch matrix), got {type(op).__name__}"
+            + (f" of shape {tuple(shape)}" if shape is not None else "")
+        )
+    return int(shape[0])
+
+
+def apply(op: Any, V: torch.Tensor) -> torch.Tensor:
+    """``op @ V`` for ``V: (n, k)``, through ``op.matmat`` when it has one."""
+    if hasattr(op, "matmat"):
+        return op.matmat(V)
+    return op @ V
+
+
+def generator(seed: Seed) -> torch.Generator:
+    """A CPU generator from ``seed`` (an int, a generator, or None for fresh entropy)."""
+    if isinstance(seed, torch.Generator):
+        return seed
+    gen = torch.Generator()
+    if seed is None:
+        gen.seed()
+    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        gen.manual_seed(int(seed))
+    else:
+        raise WeightspaceError(
+            f"seed: expected an int, a torch.Generator or None, got {type(seed).__name__}"
+        )
+    return gen
+
+
+def random_vectors(
+    n: int,
+    k: int,
+    gen: torch.Generator,
+    *,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    kind: Literal["rademacher", "gaussian"] = "rademacher",
+) -> torch.Tensor:
+    """``(n, k)`` probe vectors drawn on the CPU (same numbers on every device)."""
+    if kind == "rademacher":
+        z = torch.randint(0, 2, (k, n), generator=gen, dtype=torch.int8).to(torch.float64)
+        z = 2 * z - 1
+    elif kind == "gaussian":
+        z = torch.randn(k, n, generator=gen, dtype=torch.float64)
+    else:
+        raise WeightspaceError(f"probes: expected 'rademacher' or 'gaussian', got {kind!r}")
+    return z.T.to(device=device, dtype=dtype)
+
+
+def positive_int(value: Any, what: str, hint: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise WeightspaceError(f"{what}: expected a positive integer, got {value!r}{hint}")
+    return int(value)
+
+
+class HessianOperator:
+    """The Hessian of ``objective`` at ``theta`` as a symmetric ``(m, m)`` linear operator.
+
+    Anything with ``@``, ``.shape``, ``.dtype`` and ``.device`` (a dense ``torch`` matrix
+    too) works with :func:`~weightspace.top_eigenpairs`, :func:`~weightspace.spectral_density`
+    and :func:`~weightspace.hutchinson_trace`; this is the one that never forms the matrix.
+
+    Args:
+        objective: the mean loss ``θ -> Σ_b (N_b/N)·L_b(θ)``.
+        theta: ``(n,)`` point in the objective's layout; default the model's parameters.
+        include: restrict to the tensors whose names match this glob pattern, list of
+            patterns or predicate (per-layer spectra); the others stay at ``theta``'s
+            values. The operator then has ``m < n`` rows, ordered as in the layout.
+        dtype: compute dtype (``torch.float64`` for accuracy); default ``theta``'s.
+        method: ``"forward"`` (forward-over-reverse; with ``cache``, each batch linearised
+            once by ``torch.func.linearize``), ``"double-backward"`` (with ``cache``, each
+            batch's gradient graph kept), or ``"auto"``: the kept gradient graph for the first
+            ``linearize_after`` products (or until :meth:`expect` announces at least as many),
+            then linearised forward-over-reverse (on the digits CNN tracing
+            costs about 15 products and later products are 10-35% cheaper; see
+            ``benchmarks/results/hessian.txt``), falling back to double backward for modules
+            without forward-mode AD. Without ``cache``, ``"auto"`` is forward-over-reverse.
+        cache: keep each batch's first pass (graph or linearisation) in memory and reuse it
+            for every product; ``False`` recomputes it each time (half the speed).
+        linearize_after: products before ``"auto"`` linearises (see ``method``).
+        vectorize: in :meth:`matmat`, push all columns through one ``torch.func.vmap``
+            pass instead of a loop; default on CUDA only (on CPU the loop is faster).
+        check: evaluate the objective at ``theta`` twice first and raise on a non-finite
+            or non-deterministic loss (see :meth:`~weightspace.Objective.check`).
+
+    Attributes:
+        shape: ``(m, m)``. dtype, device: of the products.
+        layout: the :class:`~weightspace.ParamLayout` of the ``m`` coordinates.
+        loss: the objective at ``theta`` (NaN when ``check=False``).
+        n_matvecs: Hessian-vector products computed so far (a matmat of k columns counts k).
+        n_checks: products spent checking each linearisation against a fresh product (3 per
+            batch): ``torch.func.linearize`` of some losses is stateful (BCEWithLogitsLoss
+            in torch 2.13); a failed check falls back to an uncached route.
+
+    Raises:
+        WeightspaceError: bad ``theta``, an ``include`` that matches nothing, a non-finite or
+            non-deterministic loss at ``theta``.
+
+    Example:
+        >>> import weightspace as ws
+        >>> X = torch.randn(10, 3, dtype=torch.float64)
+        >>> y = torch.randn(10, dtype=torch.float64)
+        >>> model = torch.nn.Linear(3, 1, bias=False).double()
+        >>> loss = lambda out, t: ((out[:, 0] - t) ** 2).mean()
+        >>> op = HessianOperator(ws.Objective(ws.Problem(model, loss, (X, y))))
+        >>> bool(torch.allclose(op.to_dense(), 2 * X.T @ X / 10))
+        True
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        theta: torch.Tensor | None = None,
+        *,
+        include: NameFilter = None,
+        dtype: torch.dtype | None = None,
+        method: Method = "auto",
+        cache: bool = True,
+        linearize_after: int = 128,
+        vectorize: bool | None = None,
+        check: bool = True,
+    ) -> None:
+        if not isinstance(objective, Objective):
+            raise WeightspaceError(
+                f"objective: expected a weightspace Objective, got {type(objective).__name__}; "
+                "build one with ws.Objective(problem)"
+            )
+        if method not in METHODS:
+            raise WeightspaceError(f"method: expected one of {METHODS}, got {method!r}")
+        if isinstance(linearize_after, bool) or not isinstance(linearize_after, int):
+            raise WeightspaceError(f"linearize_after: expected an integer, got {linearize_after!r}")
+        n = objective.layout.numel
+        theta = objective.theta0 if theta is None else theta
+        if not isinstance(theta, torch.Tensor) or theta.shape != (n,):
+            got = tuple(theta.shape) if isinstance(theta, torch.Tensor) else type(theta).__name__
+            raise WeightspaceError(
+                f"theta: expected a flat tensor of shape ({n},) in the objective's layout, got "
+                f"{got}; flatten it with objective.layout.flatten(...)"
+            )
+        dtype = theta.dtype if dtype is None else dtype
+        if not dtype.is_floating_point:
+            raise WeightspaceError(f"dtype: expected a floating dtype, got {dtype}")
+        self.objective = objective
+        self.dtype = dtype
+        self.device = objective.device
+        self.theta = theta.detach().to(device=self.device, dtype=dtype).clone()
+        self.layout, self._segments = _subset(objective.layout, include)
+        self.include = include
+        m = self.layout.numel
+        self.shape = (m, m)
+        self.cache = bool(cache)
+        self.vectorize = self.device.type == "cuda" if vectorize is None else bool(vectorize)
+        self.n_matvecs = 0
+        self.n_checks = 0
+        self.linearize_after = int(linearize_after)
+        self._linearize_failed = self._forward_failed = False
+        self._method, self._route = method, "auto"
+        self._expected = 0
+        self._u0 = self._restrict(self.theta)
+        self._weights = [float(w) for w in objective.batch_weights]
+        self._graphs: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
+        self._linear: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
+        at_model = theta is objective.theta0 and dtype == theta.dtype
+        if check:  # at the model's own parameters this also compares with the model's loss
+            self.loss = float(objective.check(None if at_model else self.theta))
+        else:
+            self.loss = float("nan")
+
+    # ------------------------------------------------------------------ coordinates
+    def _restrict(self, theta: torch.Tensor) -> torch.Tensor:
+        if self._segments is None:
+            return theta
+        return torch.cat([theta[a:b] for a, b, chosen in self._segments if chosen])
+
+    def _embed(self, u: torch.Tensor) -> torch.Tensor:
+        """``(m,)`` subset coordinates -> ``(n,)`` full vector, the rest held at ``theta``."""
+        if self._segments is None:
+            return u
+        parts, pos = [], 0
+        for a, b, chosen in self._segments:
+            if chosen:
+                parts.append(u[pos : pos + b - a])
+                pos += b - a
+            else:
+                parts.append(self.theta[a:b])
+        return torch.cat(parts)
+
+    def _loss(self, b: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        w = self._weights[b]
+        return lambda u: self.objective.batch_loss(self._embed(u), b) * w
+
+    # ------------------------------------------------------------------ products
+    @property
+    def method(self) -> str:
+        """The route of the latest product: ``"forward"`` or ``"double-backward"``
+        (``"auto"`` before the first product)."""
+        return self._route
+
+    def _batch_hvp(self, b: int, v: torch.Tensor) -> torch.Tensor:
+        if self._method == "double-backward":
+            return self._double_backward(b, v)
+        if self._method == "forward":
+            return self._forward(b, v)
+        # auto: with a cache, keep the gradient graph (cheap to build) until enough products
+        # were asked for to pay for tracing a linearisation; without one, forward-over-reverse
+        planned = max(self.n_matvecs, self._expected)
+        wants_forward = not self.cache or planned >= self.linearize_after
+        if wants_forward and not self._forward_failed:
+            try:
+                return self._forward(b, v)
+            except (RuntimeError, NotImplementedError) as e:
+                log.warning("forward-mode AD failed (%s); using double backward", e)
+                self._forward_failed = True
+        return self._double_backward(b, v)
+
+    def _forward(self, b: int, v: torch.Tensor) -> torch.Tensor:
+        self._route = "forward"
+        if not self.cache or self._linearize_failed:
+            return jvp(grad(self._loss(b)), (self._u0,), (v,))[1]
+        if b not in self._linear:
+            with warnings.catch_warnings():  # torch's tracing notes, not the user's business
+                warnings.simplefilter("ignore", UserWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                _, product = linearize(grad(self._loss(b)), self._u0)
+            if not self._verify(b, product):
+                self._linearize_failed = True
+                if self._method == "auto":  # the kept gradient graph is the faster fallback
+                    self._forward_failed = True
+                    return self._double_backward(b, v)
+                return jvp(grad(self._loss(b)), (self._u0,), (v,))[1]
+            self._linear[b] = product
+            self._graphs.pop(b, None)  # free the gradient graph this replaces
+        return self._linear[b](v)
+
+    def _verify(self, b: int, product: Callable[[torch.Tensor], torch.Tensor]) -> bool:
+        """Check a linearisation against a fresh product, twice (stateful graphs exist:
+        ``torch.func.linearize`` of ``BCEWithLogitsLoss`` changes its answer call by call)."""
+        g = torch.Generator().manual_seed(b)
+        x = torch.randn(self.shape[0], generator=g, dtype=torch.float64).to(self._u0)
+        ref = jvp(grad(self._loss(b)), (self._u0,), (x,))[1]
+        first, second = product(x), product(x)
+        self.n_checks += 3
+        tol = 1e4 * torch.finfo(self.dtype).eps * float(ref.abs().max()) + 1e-30
+        ok = float((first - ref).abs().max()) <= tol and float((second - ref).abs().max()) <= tol
+        if not ok:
+            log.warning(
+                "torch.func.linearize gave inconsistent products for this model and loss; "
+                "not caching it"
+            )
+        return ok
+
+    def _double_backward(self, b: int, v: torch.Tensor) -> torch.Tensor:
+        self._route = "double-backward"
+        if b in self._graphs:
+            return self._graphs[b](v)
+        u = self._u0.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(self._loss(b)(u), u, create_graph=True)
+
+        def product(x: torch.Tensor) -> torch.Tensor:
+            if not g.requires_grad:  # the loss is linear in u: zero Hessian
+                return torch.zeros_like(x)
+            (hv,) = torch.autograd.grad(g, u, x, retain_graph=self.cache, allow_unused=True)
+            return torch.zeros_like(x) if hv is None else hv
+
+        if self.cache:
+            self._graphs[b] = product
+        return product(v)
+
+    def _check_input(self, x: Any, ndim: int, what: str) -> torch.Tensor:
+        m = self.shape[0]
+        if not isinstance(x, torch.Tensor) or x.ndim != ndim or x.shape[0] != m:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            want = f"({m},)" if ndim == 1 else f"({m}, k)"
+            raise WeightspaceError(f"{what}: expected a tensor of shape {want}, got {got}")
+        return x.detach().to(device=self.device, dtype=self.dtype)
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """``H v`` for ``v: (m,)``; returns ``(m,)`` in the operator's dtype and device."""
+        v = self._check_input(v, 1, "v")
+        with torch.enable_grad():
+            out = None
+            for b in range(len(self._weights)):
+                hv = self._batch_hvp(b, v)
+                out = hv if out is None else out + hv
+        self.n_matvecs += 1
+        return out.detach()
+
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """``H V`` for ``V: (m, k)``; returns ``(m, k)``: k products per pass over the data."""
+        V = self._check_input(V, 2, "V")
+        k = V.shape[1]
+        if not self.vectorize or k == 1 or self._method == "double-backward":
+            return torch.stack([self.matvec(V[:, j]) for j in range(k)], dim=1)
+        self._route = "forward"
+        with torch.enable_grad():
+            out = None
+            for b in range(len(self._weights)):
+                fn = grad(self._loss(b))
+                hv = vmap(lambda x, fn=fn: jvp(fn, (self._u0,), (x,))[1], in_dims=1, out_dims=1)(V)
+                out = hv if out is None else out + hv
+        self.n_matvecs += k
+        return out.detach()
+
+    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, torch.Tensor) and x.ndim == 2:
+            return self.matmat(x)
+        return self.matvec(x)
+
+    def to_dense(self, chunk: int = 64) -> torch.Tensor:
+        """The full ``(m, m)`` matrix, ``chunk`` columns at a time (small ``m`` only)."""
+        m = self.shape[0]
+        eye = torch.eye(m, dtype=self.dtype, device=self.device)
+        cols = [self.matmat(eye[:, a : a + chunk]) for a in range(0, m, chunk)]
+        return torch.cat(cols, dim=1)
+
+    def expect(self, n_products: int) -> None:
+        """Announce ``n_products`` coming products (SLQ, trace): ``"auto"`` then linearises
+        from the first one when they are enough to pay for it (``>= linearize_after``)."""
+        self._expected = self.n_matvecs + int(n_products)
+
+    def release(self) -> None:
+        """Drop the cached graphs and linearisations (frees memory; products still work)."""
+        self._graphs.clear()
+        self._linear.clear()
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What a result computed with this operator records about it."""
+        return {
+            **self.objective.metadata,
+            "operator": "hessian",
+            "n": self.shape[0],
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "hvp_method": self._method,
+            "hvp_route": self._route,
+            "include": None if self.include is None else str(self.include),
+            "parameters": list(self.layout.names),
+            "loss_at_theta": self.loss,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"HessianOperator(shape={self.shape}, dtype={self.dtype}, device={self.device}, "
+            f"method={self._method!r}, n_matvecs={self.n_matvecs})"
+        )
+
+
+def _subset(
+    layout: ParamLayout, include: NameFilter
+) -> tuple[ParamLayout, list[tuple[int, int, bool]] | None]:
+    """The sub-layout selected by ``include`` and the (start, stop, chosen) segments."""
+    if include is None:
+        return layout, None
+    keep = _name_predicate(include)
+    chosen = [keep(name) for name in layout.names]
+    if not any(chosen):
+        shown = ", ".join(layout.names[:4]) + (", ..." if len(layout.names) > 4 else "")
+        raise WeightspaceError(
+            f"include={include!r} matched no parameter of the layout ({shown}); check the "
+            "pattern against model.named_parameters()"
+        )
+    sub = ParamLayout(
+        tuple(n for n, c in zip(layout.names, chosen) if c),
+        tuple(s for s, c in zip(layout.shapes, chosen) if c),
+        layout.dtype,
+    )
+    segments: list[tuple[int, int, bool]] = []
+    for (a, b), c in zip(zip(layout.offsets[:-1], layout.offsets[1:]), chosen):
+        if segments and segments[-1][2] == c and segments[-1][1] == a:
+            segments[-1] = (segments[-1][0], b, c)
+        else:
+            segments.append((a, b, c))
+    return sub, segments

@@ -1,0 +1,347 @@
+"""Extreme eigenpairs by thick-restart block Lanczos with full reorthogonalisation.
+
+It takes any symmetric operator with ``@``, ``.shape``, ``.dtype`` and
+``.device`` (a :class:`~weightspace.HessianOperator`, or a dense ``torch`` matrix) and runs
+on the operator's device. Eigenpairs come from thick-restart Lanczos (Wu & Simon 2000) with a
+stopping test against the spectral scale, ``‖H x − λ x‖ ≤ tol·max|λ|``: unlike ARPACK's test
+relative to ``|λ|``, it converges on zero eigenvalues (``method="arpack"`` is kept for
+comparison; see ``benchmarks/results/hessian.txt``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import WeightspaceError
+from ..store import save_array
+from .hvp import Seed, apply, check_operator, generator, positive_int, random_vectors
+
+log = logging.getLogger(__name__)
+
+Which = Literal["largest", "smallest", "both"]
+
+
+@dataclass(frozen=True)
+class Eigenpairs:
+    """Extreme eigenpairs of a symmetric operator.
+
+    Attributes:
+        eigenvalues: ``(k,)`` float64; ``"largest"`` descending, ``"smallest"`` ascending,
+            ``"both"``: the k largest descending then the k smallest ascending.
+        eigenvectors: ``(k, n)`` unit rows in the operator's dtype and device, sign fixed
+            so that each row's largest-magnitude entry is positive (landscape directions).
+        residuals: ``(k,)`` ``‖H x − λ x‖``, computed with one final product per pair.
+        converged: ``(k,)`` whether ``residual ≤ tol·scale``.
+        scale: the spectral scale ``max|λ|`` seen (the stopping test's reference).
+        n_matvecs: operator products used (the final residual check included).
+        which, tol, method: the settings.
+        metadata: the operator's metadata (problem, mode, data, dtype, ...).
+    """
+
+    eigenvalues: torch.Tensor
+    eigenvectors: torch.Tensor
+    residuals: torch.Tensor
+    converged: torch.Tensor
+    scale: float
+    n_matvecs: int
+    which: str
+    tol: float
+    method: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def save_directions(self, path: str | os.PathLike, rows: int | None = 2) -> Path:
+        """Write the first ``rows`` eigenvectors as a float32 ``.npy`` of shape ``(rows, n)``.
+
+        The file is what ``weightspace surface --directions FILE.npy`` takes (two rows).
+        """
+        k = len(self.eigenvalues)
+        rows = k if rows is None else rows
+        if not 1 <= rows <= k:
+            raise WeightspaceError(f"rows: expected 1..{k} (the eigenpairs computed), got {rows}")
+        path = Path(path)
+        array = self.eigenvectors[:rows].detach().to("cpu", torch.float32).numpy()
+        save_array(path, array)
+        return path
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The values as numpy arrays, for :func:`weightspace.save_result`."""
+        return {
+            "eigenvalues": self.eigenvalues.numpy(),
+            "eigenvectors": self.eigenvectors.detach().cpu().numpy(),
+            "residuals": self.residuals.numpy(),
+            "converged": self.converged.numpy(),
+        }
+
+
+def _wanted(theta: torch.Tensor, k: int, which: Which) -> torch.Tensor:
+    order = torch.argsort(theta, descending=True)
+    if which == "largest":
+        return order[:k]
+    if which == "smallest":
+        return order.flip(0)[:k]
+    return torch.cat([order[:k], order.flip(0)[:k]])
+
+
+def _keep(theta: torch.Tensor, which: Which, count: int) -> torch.Tensor:
+    """Indices of ``count`` Ritz values to keep at a restart, nearest the wanted end(s)."""
+    order = torch.argsort(theta, descending=True)
+    if which == "largest":
+        return order[:count]
+    if which == "smallest":
+        return order.flip(0)[:count]
+    top = (count + 1) // 2
+    return torch.cat([order[:top], order.flip(0)[: count - top]])
+
+
+def _orthonormalize(
+    W: torch.Tensor, basis: torch.Tensor, thresh: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of ``W: (b, n)`` made orthonormal to ``basis`` and each other: ``W = Rᵀ Q``.
+
+    A row that vanishes (an invariant subspace was reached) is replaced by a random unit
+    vector orthogonal to everything, with a zero coupling in ``R``.
+    """
+    b, n = W.shape
+    Q = torch.zeros_like(W)
+    R = torch.zeros(b, b, dtype=torch.float64)
+    for i in range(b):
+        w, prev = W[i], torch.cat([basis, Q[:i]])
+        for _ in range(2):
+            c = Q[:i] @ w
+            w = w - Q[:i].T @ c
+            R[:i, i] += c.to(torch.float64).cpu()
+        r = float(w.norm())
+        if r <= thresh:
+            w = random_vectors(n, 1, gen, dtype=W.dtype, device=W.device).squeeze(1)
+            for _ in range(2):
+                w = w - prev.T @ (prev @ w)
+            r, R[i, i] = float(w.norm()), 0.0
+        else:
+            R[i, i] = r
+        Q[i] = w / r
+    return Q, R
+
+
+def _thick_restart(
+    op: Any,
+    V0: torch.Tensor,
+    k: int,
+    which: Which,
+    tol: float,
+    m: int,
+    max_matvecs: int,
+    gen: torch.Generator,
+    bar: tqdm,
+) -> tuple[torch.Tensor, torch.Tensor, float, int]:
+    """Thick-restart block Lanczos, full reorthogonalisation; blocks of ``b = V0.shape[1]``."""
+    n, b = V0.shape
+    kw = 2 * k if which == "both" else k
+    V = torch.zeros(m + b, n, dtype=op.dtype, device=op.device)
+    V[:b] = _orthonormalize(V0.T.contiguous(), V[:0], 0.0, gen)[0]
+    T = torch.zeros(m, m, dtype=torch.float64)
+    eps = torch.finfo(op.dtype).eps
+    kept, used, scale = 0, 0, 0.0
+    while True:
+        j, R = kept, torch.zeros(b, b, dtype=torch.float64)
+        while j + b <= m:
+            W = apply(op, V[j : j + b].T).T  # (b, n)
+            used += b
+            bar.update(b)
+            H = torch.zeros(b, j + b, dtype=W.dtype, device=W.device)
+            for _ in range(2):  # CGS2 against the whole basis
+                C = W @ V[: j + b].T
+                W = W - C @ V[: j + b]
+                H = H + C
+            H64 = H.to(torch.float64).cpu()
+            T[j : j + b, : j + b] = H64
+            T[: j + b, j : j + b] = H64.T
+            scale = max(scale, float(H64.abs().max()), float(W.norm(dim=1).max()))
+            thresh = 100 * eps * math.sqrt(j + b) * scale
+            V[j + b : j + 2 * b], R = _orthonormalize(W, V[: j + b], thresh, gen)
+            j += b
+        size = j
+        theta, S = torch.linalg.eigh(0.5 * (T[:size, :size] + T[:size, :size].T))
+        scale = max(scale, float(theta.abs().max()))
+        est = (R.T @ S[size - b : size]).norm(dim=0)  # ‖H y − θ y‖ of each Ritz pair
+        idx = _wanted(theta, k, which)
+        done = bool((est[idx] <= tol * scale).all())
+        if done or used >= max_matvecs:
+            if not done:
+                log.warning(
+                    "top_eigenpairs: not converged after %d products (largest residual "
+                    "estimate %.3g, tol·scale %.3g); raise max_matvecs or tol",
+                    used,
+                    float(est[idx].max()),
+                    tol * scale,
+                )
+            Y = S[:, idx].T.to(device=op.device, dtype=op.dtype) @ V[:size]
+            return theta[idx], Y, scale, used
+        count = min(max(kw + (size - kw) // 2, kw), size - b)
+        keep = _keep(theta, which, count)
+        Y = S[:, keep].T.to(device=op.device, dtype=op.dtype) @ V[:size]
+        V[count : count + b] = V[size : size + b].clone()
+        V[:count] = Y
+        T.zero_()
+        T[:count, :count] = torch.diag(theta[keep])
+        kept = count
+
+
+def _dense(
+    op: Any, k: int, which: Which, bar: tqdm
+) -> tuple[torch.Tensor, torch.Tensor, float, int]:
+    """Small operators: the full matrix, ``n`` products, and ``eigh``."""
+    n = op.shape[0]
+    eye = torch.eye(n, dtype=op.dtype, device=op.device)
+    A = torch.cat([apply(op, eye[:, a : a + 64]) for a in range(0, n, 64)], dim=1)
+    bar.update(n)
+    theta, S = torch.linalg.eigh(0.5 * (A + A.T).to(torch.float64).cpu())
+    idx = _wanted(theta, k, which)
+    return theta[idx], S[:, idx].T.to(device=op.device, dtype=op.dtype), float(theta.abs().max()), n
+
+
+def _arpack(
+    op: Any, v0: torch.Tensor, k: int, which: Which, tol: float, m: int, max_matvecs: int, bar
+) -> tuple[torch.Tensor, torch.Tensor, float, int]:
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+    n = op.shape[0]
+    count = [0]
+
+    def mv(x: np.ndarray) -> np.ndarray:
+        count[0] += 1
+        bar.update(1)
+        v = torch.from_numpy(np.asarray(x, dtype=np.float64).ravel())
+        return apply(op, v.to(op.device, op.dtype).unsqueeze(1)).squeeze(1).double().cpu().numpy()
+
+    lin = LinearOperator((n, n), matvec=mv, dtype=np.float64)
+    x0 = v0.double().cpu().numpy()
+    vals, vecs = [], []
+    for mode in {"largest": ["LA"], "smallest": ["SA"], "both": ["LA", "SA"]}[which]:
+        try:
+            w, U = eigsh(lin, k=k, which=mode, tol=tol, ncv=min(m, n), v0=x0, maxiter=max_matvecs)
+        except ArpackNoConvergence as e:
+            raise WeightspaceError(
+                f"method='arpack': {e}; raise max_matvecs or tol, or use method='lanczos'"
+            ) from None
+        order = np.argsort(-w) if mode == "LA" else np.argsort(w)
+        vals.append(w[order])
+        vecs.append(U[:, order].T)
+    theta = torch.from_numpy(np.concatenate(vals))
+    Y = torch.from_numpy(np.concatenate(vecs)).to(op.device, op.dtype)
+    return theta, Y, float(theta.abs().max()), count[0]
+
+
+def top_eigenpairs(
+    op: Any,
+    k: int = 5,
+    which: Which = "largest",
+    *,
+    tol: float | None = None,
+    max_basis: int | None = None,
+    max_matvecs: int | None = None,
+    block_size: int = 1,
+    v0: torch.Tensor | None = None,
+    seed: Seed = 0,
+    method: Literal["lanczos", "arpack"] = "lanczos",
+    progress: bool = False,
+) -> Eigenpairs:
+    """The ``k`` largest, smallest, or both, eigenpairs of a symmetric operator.
+
+    Args:
+        op: ``(n, n)`` symmetric operator (a HessianOperator or a torch matrix).
+        k: eigenpairs per end, ``1 ≤ k < n`` (``2k ≤ n`` for ``"both"``).
+        which: ``"largest"``, ``"smallest"`` or ``"both"`` (algebraic order; the most
+            negative curvature is ``"smallest"``).
+        tol: residual tolerance relative to the spectral scale: stop when every wanted
+            ``‖H x − λ x‖ ≤ tol·max|λ|`` (eigenvalue errors are then about ``tol²``); default
+            1e-8 in float64, 1e-4 in lower precision.
+        max_basis: Lanczos basis size between restarts; default
+            ``max(2·k_wanted + 10, 20) + block_size``. An operator no larger than the basis
+            is formed densely (``n`` products) and solved with ``eigh``.
+        max_matvecs: budget of products; default ``30·max_basis``. A warning when reached.
+        block_size: vectors per Lanczos block (products per ``matmat``). A Krylov method
+            sees an eigenvalue of multiplicity above ``block_size`` once only: raise it when
+            extreme eigenvalues may repeat (e.g. ``"smallest"`` at a flat minimum).
+        v0: ``(n,)`` starting vector (e.g. the previous checkpoint's eigenvectors summed);
+            default random from ``seed``.
+        seed: randomness of the start (and of restarts at an invariant subspace).
+        method: ``"lanczos"`` (thick restart, on the operator's device) or ``"arpack"``
+            (SciPy ``eigsh``, float64 on the CPU; its ``tol`` is relative to ``|λ|``).
+        progress: show a progress bar of products.
+
+    Returns:
+        :class:`Eigenpairs`.
+
+    Raises:
+        WeightspaceError: ``k`` out of range, a bad operator or start vector.
+
+    Example:
+        >>> A = torch.diag(torch.tensor([-2.0, 0.0, 1.0, 3.0, 5.0], dtype=torch.float64))
+        >>> [round(x, 10) for x in top_eigenpairs(A, k=2).eigenvalues.tolist()]
+        [5.0, 3.0]
+    """
+    n = check_operator(op)
+    if which not in ("largest", "smallest", "both"):
+        raise WeightspaceError(f"which: expected 'largest', 'smallest' or 'both', got {which!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+        raise WeightspaceError(
+            f"k: expected an integer with 1 <= k < n={n} (the operator's size), got {k!r}; "
+            "use a smaller k or torch.linalg.eigh on the dense matrix"
+        )
+    if which == "both" and 2 * k > n:
+        raise WeightspaceError(f"k: which='both' needs 2k <= n={n}, got k={k}; lower k")
+    if method not in ("lanczos", "arpack"):
+        raise WeightspaceError(f"method: expected 'lanczos' or 'arpack', got {method!r}")
+    kw = 2 * k if which == "both" else k
+    if tol is None:
+        tol = 1e-8 if op.dtype == torch.float64 else 1e-4
+    if not tol >= 0:
+        raise WeightspaceError(f"tol: expected a non-negative number, got {tol!r}")
+    b = positive_int(block_size, "block_size")
+    m = max(2 * kw + 10, 20) + b if max_basis is None else positive_int(max_basis, "max_basis")
+    if m < kw + 2 * b:
+        raise WeightspaceError(
+            f"max_basis: expected at least {kw + 2 * b} (pairs wanted + two blocks), got {m}"
+        )
+    max_matvecs = 30 * m if max_matvecs is None else positive_int(max_matvecs, "max_matvecs")
+    gen = generator(seed)
+    V0 = random_vectors(n, b, gen, dtype=op.dtype, device=op.device, kind="gaussian")
+    if v0 is not None:
+        if v0.shape != (n,) or not bool(torch.isfinite(v0).all()) or float(v0.norm()) == 0:
+            raise WeightspaceError(f"v0: expected a finite non-zero vector of shape ({n},)")
+        V0[:, 0] = v0.detach().to(device=op.device, dtype=op.dtype)
+    with tqdm(disable=not progress, desc="eigenpairs", unit="hvp", leave=False) as bar:
+        if method == "lanczos" and m + b >= n:
+            theta, Y, scale, used = _dense(op, k, which, bar)
+        elif method == "lanczos":
+            theta, Y, scale, used = _thick_restart(op, V0, k, which, tol, m, max_matvecs, gen, bar)
+        else:
+            theta, Y, scale, used = _arpack(op, V0[:, 0], k, which, tol, m, max_matvecs, bar)
+    # sign rule, unit rows, explicit residuals (one product per pair)
+    Y = Y / Y.norm(dim=1, keepdim=True)
+    pivot = Y.abs().argmax(dim=1)
+    Y = Y * torch.sign(Y.gather(1, pivot.unsqueeze(1)))
+    HY = apply(op, Y.T).T
+    used += kw
+    residuals = (HY - theta.to(Y).unsqueeze(1) * Y).norm(dim=1).to(torch.float64).cpu()
+    return Eigenpairs(
+        eigenvalues=theta.to(torch.float64).cpu(),
+        eigenvectors=Y,
+        residuals=residuals,
+        converged=residuals <= tol * scale * 1.01 + 10 * torch.finfo(op.dtype).eps * scale,
+        scale=scale,
+        n_matvecs=used,
+        which=which,
+        tol=float(tol),
+        method=method,
+        metadata=dict(getattr(op, "metadata", {})),
+    )

@@ -1,0 +1,359 @@
+"""Spectral density by stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017; Ghorbani et al.
+2019; GradVis §3.3).
+
+For unit probes ``v_p``, ``m`` Lanczos steps give Gauss quadrature nodes ``θ_pi`` (eigenvalues
+of the tridiagonal ``T_p``) and weights ``τ_pi`` (squared first components of its
+eigenvectors), and ``φ(t) = (1/P) Σ_p Σ_i τ_pi g_σ(t − θ_pi)`` with a Gaussian ``g_σ`` of
+explicit width ``σ``. The weights of each probe sum to 1, so ``φ`` integrates to 1; with
+normalised Rademacher probes its mean is ``tr(H)/n`` in expectation (exactly for a diagonal
+``H``). Probes advance together through ``matmat``; under ``torchrun`` they are split
+across ranks, each rank running whole Lanczos iterations on its probes (GradVis's
+iteration-parallel scheme), and gathered on every rank.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import WeightspaceError
+from .hvp import (
+    HessianOperator,
+    Seed,
+    apply,
+    check_operator,
+    generator,
+    positive_int,
+    random_vectors,
+)
+
+SIGMA_RULE = "0.01 × (max node − min node)"
+
+
+@dataclass(frozen=True)
+class Tridiagonal:
+    """Lanczos tridiagonal matrices of ``p`` starting vectors, advanced together.
+
+    Attributes:
+        alpha: ``(p, m)`` diagonals (float64).
+        beta: ``(p, m - 1)`` off-diagonals (float64).
+        lengths: ``(p,)`` steps taken by each vector (fewer than ``m`` at an invariant
+            subspace, where the quadrature is exact); entries past a length are zero.
+        n_matvecs: operator products used.
+    """
+
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    lengths: torch.Tensor
+    n_matvecs: int
+
+    def nodes_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gauss quadrature ``(nodes, weights)``, each ``(p, m)``, from ``T = S Θ Sᵀ``.
+
+        Nodes are the eigenvalues of each ``T``; weights the squared first components of its
+        eigenvectors, so ``Σ_i w_i θ_iʲ = vᵀAʲv`` for ``j ≤ 2·length − 1`` and unit ``v``.
+        Padding past a vector's length has weight 0 (and node 0).
+        """
+        p, m = self.alpha.shape
+        nodes = torch.zeros(p, m, dtype=torch.float64)
+        weights = torch.zeros(p, m, dtype=torch.float64)
+        for i in range(p):
+            L = int(self.lengths[i])
+            T = torch.diag(self.alpha[i, :L])
+            if L > 1:
+                off = torch.diag(self.beta[i, : L - 1], 1)
+                T = T + off + off.T
+            theta, S = torch.linalg.eigh(T)
+            nodes[i, :L] = theta
+            weights[i, :L] = S[0] ** 2
+        return nodes, weights
+
+
+def lanczos_tridiagonal(
+    op: Any, V0: torch.Tensor, n_steps: int, *, progress: bool = False
+) -> Tridiagonal:
+    """Run ``n_steps`` Lanczos steps from each column of ``V0``, all through one ``matmat``.
+
+    Full reorthogonalisation (classical Gram-Schmidt, twice) against each vector's own
+    basis, which is kept on the operator's device: memory ``p·(n_steps+1)·n`` numbers.
+
+    Args:
+        op: symmetric operator ``(n, n)``.
+        V0: ``(n,)`` or ``(n, p)`` starting vectors (normalised here).
+        n_steps: Lanczos steps ``m`` (at most ``n``).
+        progress: show a progress bar.
+
+    Returns:
+        the tridiagonal factors; see :class:`Tridiagonal`.
+
+    Example:
+        >>> A = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+        >>> nodes, w = lanczos_tridiagonal(A, torch.ones(3, dtype=torch.float64), 3).nodes_weights()
+        >>> [round(x, 6) for x in nodes[0].tolist()], [round(x, 6) for x in w[0].tolist()]
+        ([1.0, 2.0, 3.0], [0.333333, 0.333333, 0.333333])
+    """
+    n = check_operator(op)
+    m = positive_int(n_steps, "n_steps")
+    if m > n:
+        raise WeightspaceError(f"n_steps: expected at most n={n} Lanczos steps, got {m}")
+    V0 = V0.reshape(n, -1) if V0.ndim == 1 else V0
+    if V0.ndim != 2 or V0.shape[0] != n:
+        raise WeightspaceError(f"V0: expected shape ({n},) or ({n}, p), got {tuple(V0.shape)}")
+    p = V0.shape[1]
+    Q = torch.zeros(p, m + 1, n, dtype=op.dtype, device=op.device)
+    q = V0.T.to(device=op.device, dtype=op.dtype)
+    Q[:, 0] = q / q.norm(dim=1, keepdim=True)
+    alpha = torch.zeros(p, m, dtype=torch.float64)
+    beta = torch.zeros(p, max(m - 1, 0), dtype=torch.float64)
+    lengths = torch.full((p,), m, dtype=torch.int64)
+    active = torch.ones(p, dtype=torch.bool)
+    scale = torch.zeros(p, dtype=torch.float64)
+    eps = torch.finfo(op.dtype).eps
+    used = 0
+    for j in tqdm(range(m), disable=not progress, desc="lanczos", unit="step", leave=False):
+        idx = active.nonzero().flatten()
+        W = apply(op, Q[idx, j].T).T  # (a, n)
+        used += len(idx)
+        basis = Q[idx, : j + 1]  # (a, j+1, n)
+        h = torch.zeros(len(idx), j + 1, dtype=W.dtype, device=W.device)
+        for _ in range(2):  # CGS2: "twice is enough"
+            c = torch.bmm(basis, W.unsqueeze(2)).squeeze(2)
+            W = W - torch.bmm(c.unsqueeze(1), basis).squeeze(1)
+            h = h + c
+        a_j = h[:, j].to(torch.float64).cpu()
+        b_j = W.norm(dim=1).to(torch.float64).cpu()
+        alpha[idx, j] = a_j
+        scale[idx] = torch.maximum(scale[idx], torch.maximum(a_j.abs(), b_j))
+        if j == m - 1:
+            break
+        thresh = 100 * eps * math.sqrt(j + 1) * scale[idx]
+        done = b_j <= thresh
+        lengths[idx[done]] = j + 1
+        active[idx[done]] = False
+        keep = ~done
+        beta[idx[keep], j] = b_j[keep]
+        Q[idx[keep], j + 1] = W[keep] / b_j[keep].to(W).unsqueeze(1)
+        if not active.any():
+            break
+    return Tridiagonal(alpha, beta, lengths, used)
+
+
+@dataclass(frozen=True)
+class SpectralDensity:
+    """A smoothed spectral density and the quadrature it came from.
+
+    Attributes:
+        grid: ``(G,)`` eigenvalue axis.
+        density: ``(G,)`` the mean over probes; integrates to 1 over a grid that covers the
+            nodes ± 6σ (to 1e-8).
+        per_probe: ``(P, G)`` each probe's density (the spread over probes).
+        stderr: ``(G,)`` standard error of ``density`` over probes (a band: ± 2·stderr).
+        nodes: ``(P, m)`` quadrature nodes (Ritz values) of each probe.
+        weights: ``(P, m)`` quadrature weights; each row sums to 1 (0 past an early stop).
+        sigma: the Gaussian width used.
+        n_steps, n_probes, n_matvecs, seed: the settings and the cost.
+        metadata: the operator's metadata plus the settings.
+    """
+
+    grid: np.ndarray
+    density: np.ndarray
+    per_probe: np.ndarray
+    stderr: np.ndarray
+    nodes: np.ndarray
+    weights: np.ndarray
+    sigma: float
+    n_steps: int
+    n_probes: int
+    n_matvecs: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        """``Σ τ θ / P``: the quadrature's estimate of ``tr(H)/n`` (exact in the nodes)."""
+        return float((self.weights * self.nodes).sum() / self.n_probes)
+
+    @property
+    def range(self) -> tuple[float, float]:
+        """Smallest and largest node with positive weight (extreme eigenvalue estimates)."""
+        mask = self.weights > 0
+        return float(self.nodes[mask].min()), float(self.nodes[mask].max())
+
+    def regrid(self, grid: np.ndarray, sigma: float | None = None) -> SpectralDensity:
+        """The same quadrature smoothed onto another ``grid`` (e.g. one shared by many
+        checkpoints), optionally with another ``sigma``."""
+        sigma = self.sigma if sigma is None else _check_sigma(sigma)
+        grid = np.asarray(grid, dtype=np.float64)
+        per = gaussian_density(self.nodes, self.weights, sigma, grid)
+        meta = {**self.metadata, "sigma": sigma}
+        return replace(
+            self, grid=grid, sigma=sigma, metadata=meta, **_summaries(per, self.n_probes)
+        )
+
+    def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """The values as numpy arrays, for :func:`weightspace.save_result`."""
+        names = ("grid", "density", "per_probe", "stderr", "nodes", "weights")
+        return {f"{prefix}{k}": getattr(self, k) for k in names}
+
+
+def _summaries(per: np.ndarray, n_probes: int) -> dict[str, np.ndarray]:
+    std = per.std(axis=0, ddof=1) if n_probes > 1 else np.full(per.shape[1], np.nan)
+    return {"per_probe": per, "density": per.mean(axis=0), "stderr": std / math.sqrt(n_probes)}
+
+
+def _check_sigma(sigma: Any) -> float:
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
+        raise WeightspaceError(f"sigma: expected a positive width, got {sigma!r}")
+    if not math.isfinite(sigma):
+        raise WeightspaceError(f"sigma: expected a finite width, got {sigma!r}")
+    return float(sigma)
+
+
+def gaussian_density(
+    nodes: np.ndarray, weights: np.ndarray, sigma: float, grid: np.ndarray
+) -> np.ndarray:
+    """``(P, G)`` densities ``Σ_i τ_pi g_σ(t − θ_pi)`` of each probe on ``grid``."""
+    d = (grid[None, None, :] - nodes[:, :, None]) / sigma
+    g = np.exp(-0.5 * d**2) / (sigma * math.sqrt(2 * math.pi))
+    return np.einsum("pm,pmg->pg", weights, g)
+
+
+def default_grid(nodes: np.ndarray, weights: np.ndarray, sigma: float, n: int) -> np.ndarray:
+    """``n`` points from the smallest to the largest node (positive weight), ± 6σ."""
+    live = nodes[weights > 0]
+    return np.linspace(live.min() - 6 * sigma, live.max() + 6 * sigma, n)
+
+
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def spectral_density(
+    op: Any,
+    n_probes: int = 10,
+    n_steps: int = 80,
+    sigma: float | None = None,
+    seed: Seed = 0,
+    *,
+    grid: np.ndarray | int = 1000,
+    probes: Literal["rademacher", "gaussian"] = "rademacher",
+    probes_per_pass: int | None = None,
+    distributed: bool | None = None,
+    progress: bool = False,
+) -> SpectralDensity:
+    """Spectral density of a symmetric operator by stochastic Lanczos quadrature.
+
+    Args:
+        op: ``(n, n)`` symmetric operator (a HessianOperator or a torch matrix).
+        n_probes: probe vectors ``P`` (Ghorbani et al. use 10 or fewer).
+        n_steps: Lanczos steps ``m`` per probe, ``≤ n`` (80–100 in Ghorbani et al.;
+            moments up to ``2m − 1`` are exact).
+        sigma: Gaussian width; default ``0.01 × (max node − min node)``, stored in the
+            result either way.
+        seed: the probes' randomness; the same seed gives the same probes (common random
+            numbers across checkpoints).
+        grid: an explicit ``(G,)`` grid, or the number of points of the default grid.
+        probes: ``"rademacher"`` (default) or ``"gaussian"``, normalised to unit length.
+        probes_per_pass: probes advanced together (memory ``probes_per_pass·(m+1)·n``);
+            default all.
+        distributed: split probes across ranks of an initialised ``torch.distributed``
+            group; default when one is initialised. Every rank returns the same result.
+        progress: show a progress bar.
+
+    Returns:
+        :class:`SpectralDensity`.
+
+    Raises:
+        WeightspaceError: bad counts, ``n_steps > n``, a non-positive ``sigma``.
+
+    Example:
+        >>> A = torch.diag(torch.tensor([-1.0, 0.0, 2.0, 5.0], dtype=torch.float64))
+        >>> dens = spectral_density(A, n_probes=3, n_steps=4, sigma=0.1, seed=0)
+        >>> round(dens.mean, 12), round(float(np.trapezoid(dens.density, dens.grid)), 6)
+        (1.5, 1.0)
+    """
+    n = check_operator(op)
+    P = positive_int(n_probes, "n_probes")
+    m = positive_int(n_steps, "n_steps")
+    if m > n:
+        raise WeightspaceError(f"n_steps: expected at most n={n} (the operator's size), got {m}")
+    if sigma is not None:
+        sigma = _check_sigma(sigma)
+    chunk = P if probes_per_pass is None else positive_int(probes_per_pass, "probes_per_pass")
+    rank, world = _distributed() if distributed in (None, True) else (0, 1)
+    if distributed and world == 1 and not torch.distributed.is_initialized():
+        raise WeightspaceError(
+            "distributed=True: no torch.distributed process group is initialised; launch "
+            "with torchrun and call torch.distributed.init_process_group first"
+        )
+    gen = generator(seed)
+    V = random_vectors(n, P, gen, dtype=op.dtype, device=op.device, kind=probes)
+    mine = list(range(rank, P, world))
+    nodes = torch.zeros(P, m, dtype=torch.float64)
+    weights = torch.zeros(P, m, dtype=torch.float64)
+    used = torch.zeros(1, dtype=torch.float64)
+    if isinstance(op, HessianOperator):  # then it prepares its fastest route
+        op.expect(len(mine) * m)
+    bar = tqdm(total=len(mine) * m, disable=not progress, desc="slq", unit="step", leave=False)
+    for a in range(0, len(mine), chunk):
+        idx = mine[a : a + chunk]
+        tri = lanczos_tridiagonal(op, V[:, idx], m)
+        nodes[idx], weights[idx] = tri.nodes_weights()
+        used += tri.n_matvecs
+        bar.update(len(idx) * m)
+    bar.close()
+    if world > 1:
+        stacked = torch.cat([nodes.flatten(), weights.flatten(), used]).to(_comm_device())
+        torch.distributed.all_reduce(stacked)
+        stacked = stacked.cpu()
+        nodes = stacked[: P * m].reshape(P, m)
+        weights = stacked[P * m : 2 * P * m].reshape(P, m)
+        used = stacked[2 * P * m :]
+    nodes_np, weights_np = nodes.numpy(), weights.numpy()
+    if sigma is None:
+        live = nodes_np[weights_np > 0]
+        sigma = 0.01 * float(live.max() - live.min()) or 1e-3 * max(float(abs(live).max()), 1.0)
+        rule = SIGMA_RULE
+    else:
+        rule = "given"
+    if isinstance(grid, (int, np.integer)) and not isinstance(grid, bool):
+        grid_np = default_grid(nodes_np, weights_np, sigma, positive_int(int(grid), "grid"))
+    else:
+        grid_np = np.asarray(grid, dtype=np.float64)
+        if grid_np.ndim != 1 or grid_np.size < 2 or not np.all(np.diff(grid_np) > 0):
+            raise WeightspaceError("grid: expected an increasing 1-D array of at least 2 points")
+    per = gaussian_density(nodes_np, weights_np, sigma, grid_np)
+    meta = {
+        **dict(getattr(op, "metadata", {})),
+        "sigma": sigma,
+        "sigma_rule": rule,
+        "n_probes": P,
+        "n_steps": m,
+        "probes": probes,
+        "seed": seed if isinstance(seed, int) else None,
+        "world_size": world,
+    }
+    return SpectralDensity(
+        grid=grid_np,
+        sigma=sigma,
+        nodes=nodes_np,
+        weights=weights_np,
+        n_steps=m,
+        n_probes=P,
+        n_matvecs=int(used.item()),
+        metadata=meta,
+        **_summaries(per, P),
+    )
+
+
+def _comm_device() -> torch.device:
+    backend = torch.distributed.get_backend()
+    if backend == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
