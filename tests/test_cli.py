@@ -60,15 +60,23 @@ def test_record_info_import_round_trip(tmp_path):
     assert json.loads(res.stdout)["steps"] == [0, 10, 20]
 
 
-def test_demo_quick_records_its_runs(tmp_path):
+@pytest.mark.slow
+def test_demo_quick_runs_end_to_end(tmp_path):
     res = run_cli("demo", "--quick", "-o", str(tmp_path / "demo"), "--json")
     assert res.returncode == 0, res.stderr
-    runs = json.loads(res.stdout)["runs"]
-    assert len(runs) >= 6
-    lengths = {len(ws.Trajectory.load(p)) for p in runs.values()}
-    assert lengths == {13}
+    summary = json.loads(res.stdout)
+    runs = summary["runs"]
+    assert len(runs) == 6
+    assert {len(ws.Trajectory.load(p)) for p in runs.values()} == {13}
+    kinds = sorted(
+        json.loads(f.read_text())["kind"] for f in (tmp_path / "demo" / "artifacts").glob("*.json")
+    )
+    assert kinds == ["line", "projection", "projection", "projection", "spectrum", "surface"]
+    page = (tmp_path / "demo" / "report.html").read_text()
+    for section in ("Trajectories: PCA", "PHATE", "Loss landscape", "Interpolation", "Curvature"):
+        assert section in page, section
     again = run_cli("demo", "--quick", "-o", str(tmp_path / "demo"))
-    one_line_error(again, "already exists", "--overwrite")
+    one_line_error(again, "already holds demo output", "--overwrite")
 
 
 @pytest.mark.parametrize(

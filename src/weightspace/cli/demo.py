@@ -9,8 +9,9 @@ from ..demo import run_demo
 from . import add_command, show_progress
 
 EXAMPLES = """
-  weightspace demo                 # full demo into ./demo-out
+  weightspace demo                 # full demo into ./demo-out (a few minutes on a laptop CPU)
   weightspace demo --quick -o /tmp/demo
+  weightspace demo --overwrite     # replace earlier demo output
 """
 
 
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.out, quick=args.quick, overwrite=args.overwrite, progress=show_progress(args)
     )
     if not args.json:
-        for name, path in summary["runs"].items():
-            print(f"{name:<18} {path}")
+        for stage, seconds in summary["timings"].items():
+            print(f"{stage:<14} {seconds:7.1f} s")
+        print(f"report: {summary['report']}")
     return summary
