@@ -52,9 +52,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     args = parser.parse_args()
     steps, repeats = (60, 2) if args.quick else (args.steps, args.repeats)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     variants = {"no recording": None, "every=10": 10, "every=1": 1}
     times: dict[str, list[float]] = {k: [] for k in variants}
     with tempfile.TemporaryDirectory() as d:
