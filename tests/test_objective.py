@@ -211,3 +211,12 @@ def test_bad_problems():
         ws.Objective(ws.Problem(model, mse, [X]))
     with pytest.raises(WeightspaceError, match="problem: expected a weightspace Problem"):
         ws.Objective((model, mse, (X, y)))
+
+
+def test_float64_model_with_float32_data_passes_the_centre_check():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2).double()
+    X, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    obj = ws.Objective(ws.Problem(model, nn.CrossEntropyLoss(), (X, y)))
+    expected = nn.functional.cross_entropy(model(X.double()), y).item()
+    assert obj.check() == pytest.approx(expected, rel=1e-12)

@@ -293,7 +293,8 @@ class Objective:
         total = 0.0
         try:
             with torch.no_grad(), self._model_mode():
-                for (inputs, targets), w in zip(self._raw, self.batch_weights.tolist()):
+                batches = self._staged(self.theta0.dtype)[1]  # data cast as at theta0
+                for (inputs, targets), w in zip(batches, self.batch_weights.tolist()):
                     if isinstance(inputs, dict):
                         out = self.model(**inputs)
                     elif isinstance(inputs, (tuple, list)):
