@@ -175,6 +175,19 @@ def list_snapshots(run_dir: Path) -> list[tuple[int, Path]]:
     return found
 
 
+def read_npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, data_offset)`` of an ``.npy`` file, reading no data."""
+    with open(path, "rb") as f:
+        major, _ = np.lib.format.read_magic(f)
+        reader = (
+            np.lib.format.read_array_header_1_0
+            if major == 1
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = reader(f)
+        return shape, fortran, dtype, f.tell()
+
+
 def check_snapshot_header(path: Path, n: int, dtype: np.dtype) -> None:
     """Check a snapshot's header and size without reading its data.
 
@@ -183,15 +196,7 @@ def check_snapshot_header(path: Path, n: int, dtype: np.dtype) -> None:
         or has the wrong shape or dtype.
     """
     try:
-        with open(path, "rb") as f:
-            major, _ = np.lib.format.read_magic(f)
-            reader = (
-                np.lib.format.read_array_header_1_0
-                if major == 1
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, _, file_dtype = reader(f)
-            offset = f.tell()
+        shape, _, file_dtype, offset = read_npy_header(path)
         size = path.stat().st_size
     except (OSError, ValueError) as e:
         raise CorruptRunError(

@@ -27,6 +27,7 @@ from ..projection.phate import PHATE
 from ..store import save_result
 from ..trajectory import Trajectory
 from . import add_command, show_progress
+from .record import positive_int
 
 EXAMPLES = """
   weightspace project runs/sgd -o out/sgd_pca
@@ -38,16 +39,6 @@ EXAMPLES = """
 METHODS = ("pca", "phate", "tsne", "umap")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def add_parser(sub) -> None:
     p = add_command(
         sub, "project", "project runs by PCA, PHATE, t-SNE or UMAP and test them", EXAMPLES
@@ -57,7 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("--method", choices=METHODS, default="pca")
     p.add_argument(
         "--components",
-        type=_positive,
+        type=positive_int,
         help="dimensions (default: 12 for pca, at most T−1; 2 otherwise)",
     )
     p.add_argument("--centering", choices=("mean", "final"), default="mean", help="PCA centring")
@@ -68,11 +59,11 @@ def add_parser(sub) -> None:
         default="cosine",
         help="distance for phate/tsne/umap (default: cosine between centred PCA scores)",
     )
-    p.add_argument("--knn", type=_positive, default=5, help="PHATE kNN (default 5)")
+    p.add_argument("--knn", type=positive_int, default=5, help="PHATE kNN (default 5)")
     p.add_argument("--decay", type=float, default=40.0, help="PHATE α (default 40)")
     p.add_argument("--t", default="auto", help="PHATE diffusion time (default auto)")
     p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
-    p.add_argument("--neighbors", type=_positive, default=15, help="UMAP n_neighbors")
+    p.add_argument("--neighbors", type=positive_int, default=15, help="UMAP n_neighbors")
     p.add_argument("--seed", type=int, default=0, help="seed of randomized/t-SNE/UMAP")
     p.add_argument(
         "--save-components",

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..errors import WeightspaceError
 from ..layout import ParamLayout
+from ..store import read_npy_header
 from ..trajectory import DEFAULT_MAX_BYTES, Trajectory
 
 MAX_OPEN_FILES = 256
@@ -48,15 +49,7 @@ class FileRow:
     @classmethod
     def of(cls, traj: Trajectory, i: int) -> FileRow | np.ndarray:
         path = traj.files[i]
-        with open(path, "rb") as f:
-            major, _ = np.lib.format.read_magic(f)
-            reader = (
-                np.lib.format.read_array_header_1_0
-                if major == 1
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, fortran, dtype = reader(f)
-            offset = f.tell()
+        shape, fortran, dtype, offset = read_npy_header(path)
         if fortran or not dtype.isnative or shape != (traj.n_params,):
             return traj.snapshot(i)  # unusual file: let the memory map handle (and check) it
         return cls(str(path), offset, dtype, traj.n_params)
