@@ -47,6 +47,14 @@ from .objective import Evaluation, Objective, Problem
 from .projection import PCA, PHATE, TSNE, UMAP, compare_to_random_walk, random_walk_null
 from .record import Recorder
 from .store import load_result, save_result
+from .topology import (
+    LossTopology,
+    knn_graph,
+    load_topology,
+    loss_topology,
+    save_topology,
+    sublevel_persistence,
+)
 from .trajectory import Trajectory
 
 __all__ = [
@@ -62,6 +70,7 @@ __all__ = [
     "HessianOperator",
     "LayoutMismatchError",
     "Line",
+    "LossTopology",
     "Objective",
     "ParamLayout",
     "PlaneTrajectory",
@@ -83,10 +92,13 @@ __all__ = [
     "hutchpp_trace",
     "import_checkpoints",
     "interpolation_directions",
+    "knn_graph",
     "load_directions",
     "load_line",
     "load_result",
     "load_surface",
+    "load_topology",
+    "loss_topology",
     "normalize_direction",
     "plane_coordinates",
     "plane_through",
@@ -95,7 +107,9 @@ __all__ = [
     "save_line",
     "save_result",
     "save_surface",
+    "save_topology",
     "spectral_density",
+    "sublevel_persistence",
     "top_eigenpairs",
     "trajectories_on_plane",
     "zoo",

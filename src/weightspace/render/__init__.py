@@ -14,7 +14,18 @@ are given and compute nothing beyond placement (colour scales, interpolation und
 from __future__ import annotations
 
 from . import animate, export, interactive, report, static
+from ._topology import plot_barcode, plot_persistence
 from .report import Report
 from .static import save_figure
 
-__all__ = ["Report", "animate", "export", "interactive", "report", "save_figure", "static"]
+__all__ = [
+    "Report",
+    "animate",
+    "export",
+    "interactive",
+    "plot_barcode",
+    "plot_persistence",
+    "report",
+    "save_figure",
+    "static",
+]

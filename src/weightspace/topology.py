@@ -1,0 +1,492 @@
+"""Sublevel-set persistent homology of the loss on a k-nearest-neighbour graph.
+
+Horoi et al. (2022) summarise how rugged the loss is over a cloud of weight-space samples
+(snapshots, or jump-and-retrain samples, usually through their PHATE embedding): connect
+every point to its k nearest neighbours and grow the sublevel sets ``{v : loss(v) ≤ t}`` of
+the loss on that graph (lower-star filtration: a vertex enters at its loss, an edge at the
+larger loss of its endpoints). Every local minimum opens a basin (an H0 class); when two
+basins meet, the one born later dies (the elder rule) and leaves a bar ``(birth, death)``,
+so a bar's persistence ``death − birth`` is the barrier between a basin's minimum and a
+deeper basin. The deepest basin of each connected component never dies (``death = inf``).
+
+H0 is computed here natively by union-find (exact, ``O(E log E)``). H1 (loops of the flag
+complex of the graph, through its triangles) uses gudhi, an optional extra:
+``pip install weightspace[topology]``. Finite H1 bars are loops of the loss that fill in
+at higher loss; essential ones are holes of the graph itself (chordless cycles of four or
+more points), which no loss value fills.
+
+The reference code connects each point to its *farthest* neighbours; here the graph is the
+symmetric k-*nearest*-neighbour graph (``DESIGN.md``).
+
+Example:
+    >>> import numpy as np
+    >>> sublevel_persistence(np.array([3.0, 1, 4, 0, 5, 2, 6]), path_edges(7)).tolist()
+    [[0.0, inf], [1.0, 4.0], [2.0, 5.0]]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import WeightspaceError
+from .store import load_result, save_result
+
+logger = logging.getLogger(__name__)
+
+SIGNIFICANCE_RULE = "persistence > significance × (max loss − min loss)"
+TOTAL_RULE = "sum of death − birth over the finite bars of every computed dimension (p = 1)"
+INSTALL = "pip install weightspace[topology]"
+KDTREE_MAX_DIM = 16  # exact kNN by a KD-tree up to this dimension, by distance blocks above
+
+
+def _as_float_array(x: Any, name: str, ndim: int) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor
+        x = x.detach().cpu().numpy()
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise WeightspaceError(
+            f"{name}: expected a numeric array, got {type(x).__name__}; pass numbers"
+        ) from None
+    if arr.ndim != ndim:
+        want = "(N,)" if ndim == 1 else "(N, d)"
+        raise WeightspaceError(f"{name}: expected shape {want}, got {arr.shape}; reshape it")
+    return arr
+
+
+def _check_values(values: Any, name: str = "values") -> np.ndarray:
+    f = _as_float_array(values, name, 1)
+    if f.size == 0:
+        raise WeightspaceError(f"{name}: expected at least one value, got none")
+    bad = ~np.isfinite(f)
+    if bad.any():
+        raise WeightspaceError(
+            f"{name}: expected finite values, got {int(bad.sum())} NaN/inf (first at index "
+            f"{int(np.argmax(bad))}); drop the diverged points or clip their loss"
+        )
+    return f
+
+
+def _check_edges(edges: Any, n: int) -> np.ndarray:
+    e = np.asarray(edges.detach().cpu() if hasattr(edges, "detach") else edges)
+    if e.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    if e.ndim != 2 or e.shape[1] != 2 or not np.issubdtype(e.dtype, np.integer):
+        raise WeightspaceError(
+            f"edges: expected an integer array of shape (E, 2), got {e.dtype} {e.shape}; "
+            "pass vertex index pairs, e.g. from knn_graph"
+        )
+    if e.min() < 0 or e.max() >= n:
+        raise WeightspaceError(
+            f"edges: expected vertex indices in 0..{n - 1}, got {int(e.min())}..{int(e.max())}; "
+            "index the values array"
+        )
+    return e.astype(np.int64, copy=False)
+
+
+def path_edges(n: int) -> np.ndarray:
+    """Edges ``(n − 1, 2)`` of the path graph ``0 − 1 − … − (n − 1)``."""
+    i = np.arange(max(int(n) - 1, 0), dtype=np.int64)
+    return np.stack([i, i + 1], axis=1)
+
+
+def knn_graph(
+    points: Any,
+    k: int,
+    *,
+    metric: Literal["euclidean", "cosine"] = "euclidean",
+    chunk_size: int = 1024,
+) -> np.ndarray:
+    """Symmetric k-nearest-neighbour graph: ``{i, j}`` is an edge when either point is among
+    the ``k`` nearest others of the other.
+
+    Ties at the k-th distance go to the lower index, so the graph is deterministic.
+
+    Args:
+        points: (N, d) coordinates (an embedding, or raw vectors).
+        k: neighbours per point, ``1 ≤ k < N``.
+        metric: ``"euclidean"`` or ``"cosine"`` (``1 − cos``) distance.
+        chunk_size: rows of the (chunk, N) distance block computed at once (points of more
+            than 16 dimensions; up to 16, an exact KD-tree search is used).
+
+    Returns:
+        (E, 2) int64 edges ``i < j``, unique, sorted lexicographically.
+
+    Raises:
+        WeightspaceError: non-finite points, ``k`` out of range, an unknown metric, or a
+            zero vector under the cosine metric.
+
+    Example:
+        >>> knn_graph(np.array([[0.0], [1.0], [3.0], [7.0]]), k=1).tolist()
+        [[0, 1], [1, 2], [2, 3]]
+    """
+    x = _as_float_array(points, "points", 2)
+    n = x.shape[0]
+    if not np.isfinite(x).all():
+        raise WeightspaceError("points: expected finite coordinates, got NaN/inf; drop those rows")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+        raise WeightspaceError(
+            f"k: expected an integer in 1..{n - 1} (N − 1 for N={n} points), got {k!r}; "
+            "lower k or pass more points"
+        )
+    if metric not in ("euclidean", "cosine"):
+        raise WeightspaceError(
+            f"metric: expected 'euclidean' or 'cosine', got {metric!r}; pick one of those"
+        )
+    if metric == "cosine":
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        if (norms == 0).any():
+            raise WeightspaceError(
+                f"points: the cosine metric needs non-zero rows, got a zero row at index "
+                f"{int(np.argmin(norms))}; use metric='euclidean'"
+            )
+        x = x / norms
+    k = int(k)
+    if x.shape[1] <= KDTREE_MAX_DIM:
+        nbr, redo = _knn_kdtree(x, k)
+    else:
+        nbr, redo = np.empty((n, k), dtype=np.int64), np.arange(n)
+    step = max(int(chunk_size), 1)
+    for s in range(0, redo.size, step):
+        nbr[redo[s : s + step]] = _knn_rows(x, redo[s : s + step], k)
+    i, j = np.repeat(np.arange(n), k), nbr.ravel()
+    pairs = np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1).astype(np.int64)
+    return np.unique(pairs, axis=0)
+
+
+def _knn_rows(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """(len(rows), k) nearest others of ``x[rows]`` by exact distances; ties to the lower index."""
+    sq = np.einsum("ij,ij->i", x, x)
+    d = sq[rows, None] + sq[None, :] - 2.0 * (x[rows] @ x.T)
+    np.maximum(d, 0.0, out=d)
+    d[np.arange(rows.size), rows] = np.inf  # never one's own neighbour
+    nbr = np.argpartition(d, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(d, nbr, axis=1).max(axis=1)
+    for r in np.flatnonzero((d <= kth[:, None]).sum(axis=1) > k):  # a tie at the k-th distance
+        nbr[r] = np.argsort(d[r], kind="stable")[:k]
+    return nbr
+
+
+def _knn_kdtree(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, k) nearest others by scipy's KD-tree, and the rows to redo exactly: those with a
+    tie at the k-th distance (which the tree breaks arbitrarily)."""
+    from scipy.spatial import cKDTree
+
+    n = x.shape[0]
+    dist, nbr = cKDTree(x).query(x, min(k + 2, n))
+    own = nbr == np.arange(n)[:, None]
+    order = np.argsort(own, axis=1, kind="stable")  # oneself last
+    dist = np.take_along_axis(dist, order, axis=1)[:, :-1]
+    nbr = np.take_along_axis(nbr, order, axis=1)[:, :-1]
+    redo = ~own.any(axis=1)  # many duplicates hid the point itself
+    if dist.shape[1] > k:
+        redo |= dist[:, k - 1] == dist[:, k]
+    return np.ascontiguousarray(nbr[:, :k], dtype=np.int64), np.flatnonzero(redo)
+
+
+def _h0_pairs(f: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Union-find with the elder rule: ``(birth_vertex (m,), death (m,))`` for every H0 class,
+    zero-persistence ones included; ``death = inf`` for one class per component."""
+    n = f.size
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.lexsort((np.arange(n), f))] = np.arange(n)  # age: lower loss, then lower index
+    ef = np.maximum(f[edges[:, 0]], f[edges[:, 1]])
+    order = np.argsort(ef, kind="stable")
+    parent = list(range(n))
+    size = [1] * n
+    oldest = list(range(n))  # per root: the component's minimum (its birth vertex)
+    rk = rank.tolist()
+    births: list[int] = []
+    deaths: list[float] = []
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for e, u, v in zip(order.tolist(), edges[order, 0].tolist(), edges[order, 1].tolist()):
+        ru, rv = find(u), find(v)
+        if ru == rv:
+            continue
+        ou, ov = oldest[ru], oldest[rv]
+        elder, young = (ou, ov) if rk[ou] < rk[ov] else (ov, ou)
+        births.append(young)
+        deaths.append(float(ef[e]))
+        if size[ru] < size[rv]:
+            ru, rv = rv, ru
+        parent[rv] = ru
+        size[ru] += size[rv]
+        oldest[ru] = elder
+    roots = [oldest[r] for r in range(n) if parent[r] == r]
+    births += roots
+    deaths += [np.inf] * len(roots)
+    return np.asarray(births, dtype=np.int64), np.asarray(deaths, dtype=np.float64)
+
+
+def _sorted_bars(f: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-zero H0 bars ``(m, 2)`` sorted by birth, then death, and their birth vertices."""
+    vertex, death = _h0_pairs(f, edges)
+    birth = f[vertex]
+    keep = death > birth  # a vertex merged on entry leaves a zero-length bar: dropped
+    vertex, birth, death = vertex[keep], birth[keep], death[keep]
+    order = np.lexsort((vertex, death, birth))
+    return np.stack([birth[order], death[order]], axis=1), vertex[order]
+
+
+def sublevel_persistence(values: Any, edges: Any) -> np.ndarray:
+    """0-dimensional sublevel-set persistence of a function on the vertices of a graph.
+
+    Lower-star filtration: vertex ``v`` enters at ``values[v]``, edge ``{u, v}`` at
+    ``max(values[u], values[v])``. Components are merged by union-find in edge order; when two
+    meet, the younger (higher minimum; on equal minima, the higher vertex index) dies.
+    Bars of zero length are left out.
+
+    Args:
+        values: (N,) function values (e.g. the loss at each point).
+        edges: (E, 2) integer vertex pairs (e.g. from :func:`knn_graph`).
+
+    Returns:
+        (m, 2) float64 ``(birth, death)`` rows sorted by birth, then death; ``death = inf``
+        for one class per connected component (isolated vertices included).
+
+    Raises:
+        WeightspaceError: non-finite values or edges that are not vertex index pairs.
+    """
+    f = _check_values(values)
+    return _sorted_bars(f, _check_edges(edges, f.size))[0]
+
+
+def _gudhi() -> Any:
+    """The gudhi module, or a one-line error naming the extra that installs it."""
+    try:
+        import gudhi
+    except ImportError:
+        raise WeightspaceError(
+            f"dims: H1 (dims containing 1) needs the optional gudhi package, which is not "
+            f"installed; run `{INSTALL}` or pass dims=(0,)"
+        ) from None
+    return gudhi
+
+
+def _flag_tree(f: np.ndarray, edges: np.ndarray) -> Any:
+    """gudhi ``SimplexTree`` of the graph's flag complex up to triangles, lower-star filtered."""
+    st = _gudhi().SimplexTree()
+    ef = np.maximum(f[edges[:, 0]], f[edges[:, 1]])
+    if hasattr(st, "insert_batch"):  # int64 indices: gudhi 3.13 misreads int32 ones
+        st.insert_batch(np.arange(f.size, dtype=np.int64)[None, :], f)
+        st.insert_batch(edges.T.astype(np.int64), ef)
+    else:  # an older gudhi without insert_batch
+        for v, fv in enumerate(f.tolist()):
+            st.insert([v], fv)
+        for (u, v), fe in zip(edges.tolist(), ef.tolist()):
+            st.insert([u, v], fe)
+    st.expansion(2)  # flag complex: a triangle enters with its last edge
+    return st
+
+
+def _h1_gudhi(f: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, str]:
+    st = _flag_tree(f, edges)
+    st.compute_persistence(
+        homology_coeff_field=2, min_persistence=0.0, persistence_dim_max=st.dimension() < 2
+    )
+    bars = np.asarray(st.persistence_intervals_in_dimension(1), dtype=np.float64).reshape(-1, 2)
+    bars = bars[bars[:, 1] > bars[:, 0]]
+    return bars[np.lexsort((bars[:, 1], bars[:, 0]))], f"gudhi {_gudhi().__version__}"
+
+
+@dataclass(frozen=True)
+class LossTopology:
+    """Persistence of the loss's sublevel sets on a kNN graph.
+
+    Attributes:
+        diagram: (m, 2) ``(birth, death)`` bars, H0 first, each dimension sorted by birth;
+            ``death = inf`` for essential classes.
+        dims: (m,) homology dimension of each bar.
+        birth_vertex: (m,) the point whose loss opens each H0 bar (its basin's minimum);
+            -1 for H1 bars.
+        persistence: (m,) ``death − birth`` (inf for essential classes).
+        total_persistence: sum of ``death − birth`` over the finite bars of every computed
+            dimension (p = 1; essential classes excluded); see :meth:`total` for one dimension.
+        n_significant_basins: H0 classes that are essential or whose persistence exceeds
+            ``threshold``.
+        threshold: absolute persistence a basin needs to count, ``significance`` × the loss
+            range.
+        significance: the fraction of the loss range used for ``threshold``.
+        k: neighbours per point of the graph.
+        edges: (E, 2) the graph's edges.
+        metadata: every parameter used, the rules, and the H1 backend.
+    """
+
+    diagram: np.ndarray
+    dims: np.ndarray
+    birth_vertex: np.ndarray
+    persistence: np.ndarray
+    total_persistence: float
+    n_significant_basins: int
+    threshold: float
+    significance: float
+    k: int
+    edges: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def bars(self, dim: int = 0) -> np.ndarray:
+        """The (m_dim, 2) bars of one homology dimension."""
+        return self.diagram[self.dims == dim]
+
+    def total(self, dim: int | None = None) -> float:
+        """Total persistence (finite bars, p = 1) of one dimension, or of all when None."""
+        p = self.persistence if dim is None else self.persistence[self.dims == dim]
+        return float(np.sum(p[np.isfinite(p)]))
+
+
+def _check_dims(dims: Any) -> tuple[int, ...]:
+    items = list(dims) if isinstance(dims, (Sequence, np.ndarray)) else []
+    ok = bool(items) and all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d in (0, 1) for d in items
+    )
+    if not ok:
+        raise WeightspaceError(
+            f"dims: expected homology dimensions from {{0, 1}}, got {dims!r}; pass (0,) or (0, 1)"
+        )
+    return tuple(sorted({int(d) for d in items}))
+
+
+def loss_topology(
+    points: Any,
+    loss: Any,
+    *,
+    k: int = 10,
+    dims: Sequence[int] = (0,),
+    significance: float = 0.1,
+    metric: Literal["euclidean", "cosine"] = "euclidean",
+    metadata: Mapping[str, Any] | None = None,
+) -> LossTopology:
+    """Sublevel-set persistence of ``loss`` on the k-nearest-neighbour graph of ``points``.
+
+    Args:
+        points: (N, d) coordinates, e.g. a PHATE embedding of snapshots or samples.
+        loss: (N,) loss at each point.
+        k: neighbours per point (``1 ≤ k < N``); the graph is symmetrised by union.
+        dims: homology dimensions, from ``{0, 1}``; 1 needs gudhi
+            (``pip install weightspace[topology]``).
+        significance: a basin counts in ``n_significant_basins`` when its persistence
+            exceeds ``significance × (max loss − min loss)`` (default 0.1: a tenth of the
+            loss range); essential basins always count.
+        metric: distance of the kNN graph, ``"euclidean"`` or ``"cosine"``.
+        metadata: extra entries to record (problem, run names, ...).
+
+    Returns:
+        a :class:`LossTopology`.
+
+    Raises:
+        WeightspaceError: mismatched shapes, NaN/inf loss, ``k`` out of range, unknown
+            ``dims``, a significance outside [0, 1], or ``dims`` with 1 and no gudhi.
+
+    Example:
+        >>> x = np.arange(-6, 7)[:, None] / 4  # a double well, minima at ±1, barrier 1 at 0
+        >>> topo = loss_topology(x, (x[:, 0] ** 2 - 1) ** 2, k=2)
+        >>> topo.n_significant_basins, topo.total_persistence
+        (2, 1.0)
+    """
+    x = _as_float_array(points, "points", 2)
+    f = _check_values(loss, "loss")
+    if f.size != x.shape[0]:
+        raise WeightspaceError(
+            f"loss: expected {x.shape[0]} values (one per row of points), got {f.size}; "
+            "pass the loss of every point"
+        )
+    dims = _check_dims(dims)
+    if not isinstance(significance, (int, float)) or not 0.0 <= significance <= 1.0:
+        raise WeightspaceError(
+            f"significance: expected a fraction of the loss range in [0, 1], got "
+            f"{significance!r}; e.g. 0.1"
+        )
+    if 1 in dims:
+        _gudhi()  # fail before building the graph
+    edges = knn_graph(x, k, metric=metric)
+    h0, vertex = _sorted_bars(f, edges)
+    h1, backend = _h1_gudhi(f, edges) if 1 in dims else (np.zeros((0, 2)), None)
+    parts = [(h0, vertex, 0)] if 0 in dims else []
+    if 1 in dims:
+        parts.append((h1, np.full(len(h1), -1, np.int64), 1))
+    diagram = np.concatenate([b for b, _, _ in parts])
+    verts = np.concatenate([v for _, v, _ in parts])
+    dim_of = np.concatenate([np.full(len(b), d, np.int64) for b, _, d in parts])
+    pers = diagram[:, 1] - diagram[:, 0]
+    threshold = float(significance) * float(f.max() - f.min())
+    significant = int(np.sum(h0[:, 1] - h0[:, 0] > threshold))  # inf counts: essential basins
+    finite = np.isfinite(pers)
+    meta = {
+        **dict(metadata or {}),
+        "method": "sublevel-set persistent homology on the kNN graph (Horoi et al. 2022)",
+        "filtration": "lower star: vertex at its loss, edge and triangle at their largest loss",
+        "graph": "symmetric k-nearest-neighbour graph (union), ties to the lower index",
+        "k": int(k),
+        "metric": metric,
+        "dims": list(dims),
+        "significance": float(significance),
+        "threshold": threshold,
+        "significance_rule": SIGNIFICANCE_RULE,
+        "total_persistence_rule": TOTAL_RULE,
+        "n_points": int(f.size),
+        "n_edges": len(edges),
+        "n_components": int(np.sum(~np.isfinite(h0[:, 1]))),
+        "loss_min": float(f.min()),
+        "loss_max": float(f.max()),
+        "h1_backend": backend,
+    }
+    logger.info("loss topology: %d bars, %d significant basins", len(diagram), significant)
+    return LossTopology(
+        diagram=diagram,
+        dims=dim_of,
+        birth_vertex=verts,
+        persistence=pers,
+        total_persistence=float(np.sum(pers[finite])),
+        n_significant_basins=significant,
+        threshold=threshold,
+        significance=float(significance),
+        k=int(k),
+        edges=edges,
+        metadata=meta,
+    )
+
+
+def save_topology(topo: LossTopology, path: str | os.PathLike) -> Path:
+    """Write a :class:`LossTopology` as ``path.npz`` + ``path.json`` (atomic); returns the
+    ``.npz``."""
+    arrays = {name: getattr(topo, name) for name in ("diagram", "dims", "birth_vertex", "edges")}
+    names = ("k", "significance", "threshold", "total_persistence", "n_significant_basins")
+    meta = {**topo.metadata, **{name: getattr(topo, name) for name in names}}
+    return save_result(path, "topology", arrays, meta)
+
+
+def load_topology(path: str | os.PathLike) -> LossTopology:
+    """Read a :class:`LossTopology` written by :func:`save_topology`."""
+    arrays, meta = load_result(path)
+    if meta.get("kind") != "topology":
+        raise WeightspaceError(
+            f"path: expected a topology result, got a {meta.get('kind')!r} one at {str(path)!r}; "
+            "pass a file written by save_topology"
+        )
+    diagram = arrays["diagram"]
+    return LossTopology(
+        diagram=diagram,
+        dims=arrays["dims"],
+        birth_vertex=arrays["birth_vertex"],
+        persistence=diagram[:, 1] - diagram[:, 0],
+        total_persistence=float(meta["total_persistence"]),
+        n_significant_basins=int(meta["n_significant_basins"]),
+        threshold=float(meta["threshold"]),
+        significance=float(meta["significance"]),
+        k=int(meta["k"]),
+        edges=arrays["edges"],
+        metadata=meta,
+    )
