@@ -46,6 +46,7 @@ from .layout import ParamLayout
 from .objective import Evaluation, Objective, Problem
 from .projection import PCA, PHATE, TSNE, UMAP, compare_to_random_walk, random_walk_null
 from .record import Recorder
+from .sampling import JumpSamples, jump_and_retrain
 from .store import load_result, save_result
 from .topology import (
     LossTopology,
@@ -68,6 +69,7 @@ __all__ = [
     "Eigenpairs",
     "Evaluation",
     "HessianOperator",
+    "JumpSamples",
     "LayoutMismatchError",
     "Line",
     "LossTopology",
@@ -92,6 +94,7 @@ __all__ = [
     "hutchpp_trace",
     "import_checkpoints",
     "interpolation_directions",
+    "jump_and_retrain",
     "knn_graph",
     "load_directions",
     "load_line",

@@ -64,6 +64,8 @@ def train(
     every: int = 10,
     data_seed: int = 0,
     init_from: tuple[str | os.PathLike, int | None] | None = None,
+    start_theta: torch.Tensor | None = None,
+    start_step: int = 0,
     dtype: str = "float32",
     metadata: Mapping[str, Any] | None = None,
     progress: bool = False,
@@ -84,6 +86,10 @@ def train(
         data_seed: seed of the data order, separate from the initialisation.
         init_from: ``(run_dir, step)`` to start from a recorded point (``step=None``: the
             last); numbering continues from that step.
+        start_theta: ``(n,)`` a flat parameter vector to start from instead of the model's
+            current weights (laid out as ``ParamLayout.from_module(problem.model)``);
+            exclusive with ``init_from``.
+        start_step: the step number of ``start_theta``; numbering continues from it.
         dtype: snapshot storage dtype.
         metadata: extra facts for ``run.json``.
         progress: show a progress bar.
@@ -102,6 +108,10 @@ def train(
     run_dir = Path(run_dir)
     if (run_dir / "run.json").exists():
         raise WeightspaceError(f"-o: run {str(run_dir)!r} already exists; choose a new directory")
+    if start_theta is not None and init_from is not None:
+        raise WeightspaceError("start_theta: give start_theta or init_from, not both")
+    if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+        raise WeightspaceError(f"start_step: expected a non-negative integer, got {start_step!r}")
     model = problem.model
     start = 0
     meta: dict[str, Any] = {
@@ -126,6 +136,17 @@ def train(
             for name, value in parent.layout.unflatten(theta).items():
                 dict(model.named_parameters())[name].copy_(value)
         meta.update(init_from=str(init_from[0]), init_step=start)
+    elif start_theta is not None:
+        layout = ParamLayout.from_module(model)
+        if tuple(start_theta.shape) != (layout.numel,):
+            raise WeightspaceError(
+                f"start_theta: expected a flat vector of shape ({layout.numel},), got "
+                f"{tuple(start_theta.shape)}; lay it out like the model's parameters"
+            )
+        with torch.no_grad():
+            for name, value in layout.unflatten(start_theta.detach()).items():
+                dict(model.named_parameters())[name].copy_(value)
+        start = start_step
     meta.update(metadata or {})
     batches = _batch_stream(problem.data, batch_size, data_seed)
     opt = make_optimizer(model.parameters(), optimizer, lr, momentum, weight_decay)

@@ -26,6 +26,7 @@ COMMANDS = (
     "surface",
     "line",
     "spectrum",
+    "sample",
     "report",
 )
 
