@@ -29,8 +29,11 @@ def train_steps(steps: int, every: int | None, tmp: Path, batch: int = 64) -> fl
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     gen = torch.Generator().manual_seed(0)
     order = torch.randint(0, len(y), (steps, batch), generator=gen)
-    rec = ws.Recorder(model, tmp / f"run-{every}-{time.monotonic_ns()}", every=every) \
-        if every else None
+    rec = (
+        ws.Recorder(model, tmp / f"run-{every}-{time.monotonic_ns()}", every=every)
+        if every
+        else None
+    )
     start = time.perf_counter()
     for step in range(steps):
         idx = order[step]
@@ -64,9 +67,11 @@ def main() -> None:
             for name, every in variants.items():
                 times[name].append(train_steps(steps, every, Path(d)))
     base = statistics.median(times["no recording"])
-    print(f"digits CNN (38,282 params), batch 64, {steps} steps, median of {repeats} "
-          f"interleaved repeats; torch {torch.__version__}, {platform.machine()}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"digits CNN (38,282 params), batch 64, {steps} steps, median of {repeats} "
+        f"interleaved repeats; torch {torch.__version__}, {platform.machine()}, "
+        f"{torch.get_num_threads()} threads"
+    )
     print(f"{'variant':<14} {'steps/s':>9} {'slowdown':>9}")
     for name in variants:
         med = statistics.median(times[name])
