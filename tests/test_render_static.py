@@ -238,6 +238,25 @@ def test_3d_trajectory_height_is_its_loss_or_the_surface_under_it():
     np.testing.assert_allclose(z, 2.0 * x - 3.0 * y + 5.0, atol=1e-12)
 
 
+def test_a_landscape_plane_trajectory_is_drawn_as_it_comes():
+    from weightspace.landscape import PlaneTrajectory
+
+    coords = TRAJ[0]["coords"]
+    n = len(coords)
+    traj = PlaneTrajectory(
+        name="adam",
+        steps=np.arange(n),
+        coords=coords,
+        residual=np.zeros(n),
+        loss=np.full(n, 9.0),
+        plane_loss=np.linspace(1.0, 2.0, n),
+    )
+    _, ax = static.plot_surface_3d(XS, YS, VALUES, [traj])
+    np.testing.assert_allclose(ax.lines[0].get_data_3d()[2], traj.plane_loss)  # on the surface
+    _, ax = static.plot_surface_contour(XS, YS, VALUES, traj)
+    assert any(ln.get_label().startswith("adam") for ln in ax.lines)
+
+
 # ---------------------------------------------------------------------------- lines, spectra
 def test_line_band_and_barrier():
     alphas = np.linspace(0.0, 1.0, 11)
@@ -251,6 +270,16 @@ def test_line_band_and_barrier():
     assert arrow is not None
     assert arrow.xy == pytest.approx((0.4, 1.0)) and arrow.xyann == pytest.approx((0.4, 0.7))
     assert any("barrier 0.3" in t.get_text() for t in ax.texts)
+
+
+def test_line_without_a_barrier_or_standard_errors_still_saves(tmp_path):
+    # evaluate_line gives a NaN barrier when the alphas miss 0 or 1, and NaN errors for
+    # one batch: neither may break the figure or leave an empty legend entry
+    alphas = np.linspace(-0.25, 1.25, 23)
+    _, ax = static.plot_line(alphas, alphas**2, stderr=np.full(23, np.nan), barrier=float("nan"))
+    static.save_figure(ax.figure, tmp_path / "line.png")
+    assert (tmp_path / "line.png").stat().st_size > 0
+    assert not ax.texts and not ax.collections and ax.get_legend() is None
 
 
 def test_pca_spectrum_bars_are_the_ratios_and_the_null():

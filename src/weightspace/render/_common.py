@@ -120,15 +120,20 @@ class TrajectoryData:
     label: str
 
 
+# the names of weightspace.landscape.PlaneTrajectory, so its objects are drawn as they come
+ALIASES = {"projected_loss": "plane_loss", "label": "name"}
+
+
 def _field(obj: Any, name: str) -> Any:
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
+    get = obj.get if isinstance(obj, Mapping) else lambda key: getattr(obj, key, None)
+    value = get(name)
+    return get(ALIASES[name]) if value is None and name in ALIASES else value
 
 
 def as_trajectories(trajectories: Any, dims: int = 2) -> list[TrajectoryData]:
     """Normalise ``None``, one trajectory, or a sequence of them (mappings or objects with
-    ``coords`` and optional ``steps``, ``loss``, ``projected_loss``, ``residual``, ``label``).
+    ``coords`` and optional ``steps``, ``loss``, ``projected_loss``, ``residual``, ``label``;
+    :class:`~weightspace.PlaneTrajectory`'s ``plane_loss`` and ``name`` are taken too).
 
     Raises:
         WeightspaceError: a trajectory without ``coords`` or with mismatched lengths.

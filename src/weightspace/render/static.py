@@ -294,9 +294,11 @@ def plot_line(
     Args:
         alphas: (m,) positions along the line.
         values: (m,) values at ``alphas``; NaN/inf are gaps.
-        stderr: optional (m,) standard errors, drawn as a band ``values ± stderr``.
+        stderr: optional (m,) standard errors, drawn as a band ``values ± stderr`` (no band
+            and no legend entry when none is finite, e.g. from one batch).
         barrier: optional barrier height (computed by the caller), drawn as an arrow of that
-            height ending at the top of the line at ``barrier_at`` and written beside it.
+            height ending at the top of the line at ``barrier_at`` and written beside it;
+            NaN (no barrier defined, e.g. a line without both end points) draws nothing.
         barrier_at: where to draw the barrier; default the position of the largest value.
         label: legend label of the line.
         xlabel: label of the x axis.
@@ -314,8 +316,10 @@ def plot_line(
         raise WeightspaceError("values: every value is NaN or infinite; nothing to draw")
     fig, ax = new_or_given(ax, (6.0, 4.0))
     (line,) = ax.plot(alphas, values, "-o", ms=3, label=label)
-    if stderr is not None:
-        se = as_array(stderr, "stderr", ndim=1, length=alphas.size)
+    se = None if stderr is None else as_array(stderr, "stderr", ndim=1, length=alphas.size)
+    if se is not None and not np.isfinite(se).any():
+        se = None
+    if se is not None:
         ax.fill_between(
             alphas,
             values - se,
@@ -325,7 +329,7 @@ def plot_line(
             lw=0,
             label="±1 standard error",
         )
-    if barrier is not None:
+    if barrier is not None and np.isfinite(float(barrier)):
         at = alphas[int(np.nanargmax(values))] if barrier_at is None else float(barrier_at)
         top = float(np.interp(at, alphas[np.isfinite(values)], values[np.isfinite(values)]))
         ax.annotate(
@@ -345,7 +349,7 @@ def plot_line(
     ax.set(xlabel=xlabel, ylabel=ylabel)
     if title:
         ax.set_title(title)
-    if label is not None or stderr is not None:
+    if label is not None or se is not None:
         ax.legend(fontsize=8)
     return fig, ax
 
