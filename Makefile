@@ -29,7 +29,7 @@ demo: setup
 	$(VENV)/bin/weightspace demo -o $(DEMO_OUT) --overwrite
 
 test: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff check src tests benchmarks scripts examples
 	$(PY) -m pytest -q
 
 clean:

@@ -7,13 +7,15 @@
 - :mod:`~weightspace.render.export`: PLY and VTK meshes for MeshLab and ParaView.
 - :mod:`~weightspace.render.report`: a single-file, offline HTML report.
 
-Import it explicitly: ``from weightspace import render``. Render functions draw what they
+Import it explicitly: ``from weightspace import render``. ``render.new_figure(size)`` gives
+a pyplot-free figure for panels of your own. Render functions draw what they
 are given and compute nothing beyond placement (colour scales, interpolation under a path).
 """
 
 from __future__ import annotations
 
 from . import animate, export, interactive, report, static
+from ._common import new_figure
 from ._topology import plot_barcode, plot_persistence
 from .report import Report
 from .static import save_figure
@@ -23,6 +25,7 @@ __all__ = [
     "animate",
     "export",
     "interactive",
+    "new_figure",
     "plot_barcode",
     "plot_persistence",
     "report",
