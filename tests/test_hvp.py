@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
 from torch import nn
@@ -144,30 +142,6 @@ def test_every_product_route_gives_the_closed_form(kwargs):
         torch.testing.assert_close(op.matmat(V), 2 / 10 * Xt.T @ Xt @ V, rtol=0, atol=1e-12)
     assert op.method == kwargs["method"]
     assert op.n_matvecs == 6
-
-
-def test_threaded_columns_give_the_closed_form_and_restore_the_thread_count(monkeypatch):
-    X, y = regression_data(10)
-    batches = [(X[:4], y[:4]), (X[4:], y[4:])]
-    op = HessianOperator(ws.Objective(ws.Problem(linear_model(), mse, batches)), threads=2)
-    op.expect(op.linearize_after)  # linearised at once: threads need every batch linearised
-    seen = set()
-    product = op._product
-
-    def spy(v):
-        seen.add(threading.current_thread().name.split("_")[0])
-        return product(v)
-
-    monkeypatch.setattr(op, "_product", spy)
-    Xt = torch.cat([X, torch.ones(10, 1, dtype=F64)], dim=1)
-    V = torch.randn(4, 5, generator=gen(5), dtype=F64)
-    before = torch.get_num_threads()
-    torch.testing.assert_close(op.matmat(V), 2 / 10 * Xt.T @ Xt @ V, rtol=0, atol=1e-12)
-    assert torch.get_num_threads() == before
-    assert "weightspace-hvp" in seen  # the columns after the first ran on worker threads
-    assert op.n_matvecs == 5 and op.method == "forward"
-    with pytest.raises(WeightspaceError, match="threads: expected a positive integer"):
-        HessianOperator(op.objective, threads=0)
 
 
 class _Cube(torch.autograd.Function):

@@ -16,10 +16,8 @@ Also the operator protocol shared by the algorithms (anything with ``@``, ``.sha
 from __future__ import annotations
 
 import logging
-import threading
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -135,10 +133,6 @@ class HessianOperator:
         linearize_after: products before ``"auto"`` linearises (see ``method``).
         vectorize: in :meth:`matmat`, push all columns through one ``torch.func.vmap``
             pass instead of a loop; default on CUDA only (on CPU the loop is faster).
-        threads: on the CPU, :meth:`matmat` computes this many columns at once, each on
-            one thread (one torch thread per column instead of all of them on each: small
-            models' operations scale badly over threads). Default: ``torch.get_num_threads()``;
-            1 computes the columns one after the other. Results agree to rounding.
         check: evaluate the objective at ``theta`` twice first and raise on a non-finite
             or non-deterministic loss (see :meth:`~weightspace.Objective.check`).
 
@@ -177,7 +171,6 @@ class HessianOperator:
         cache: bool = True,
         linearize_after: int = 128,
         vectorize: bool | None = None,
-        threads: int | None = None,
         check: bool = True,
     ) -> None:
         if not isinstance(objective, Objective):
@@ -210,7 +203,6 @@ class HessianOperator:
         self.shape = (m, m)
         self.cache = bool(cache)
         self.vectorize = self.device.type == "cuda" if vectorize is None else bool(vectorize)
-        self.threads = None if threads is None else positive_int(threads, "threads")
         self.n_matvecs = 0
         self.n_checks = 0
         self.linearize_after = int(linearize_after)
@@ -335,59 +327,23 @@ class HessianOperator:
             raise WeightspaceError(f"{what}: expected a tensor of shape {want}, got {got}")
         return x.detach().to(device=self.device, dtype=self.dtype)
 
-    def _product(self, v: torch.Tensor) -> torch.Tensor:
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """``H v`` for ``v: (m,)``; returns ``(m,)`` in the operator's dtype and device."""
+        v = self._check_input(v, 1, "v")
         with torch.enable_grad():
             out = None
             for b in range(len(self._weights)):
                 hv = self._batch_hvp(b, v)
                 out = hv if out is None else out + hv
-        return out.detach()
-
-    def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """``H v`` for ``v: (m,)``; returns ``(m,)`` in the operator's dtype and device."""
-        out = self._product(self._check_input(v, 1, "v"))
         self.n_matvecs += 1
-        return out
-
-    def _workers(self, k: int) -> int:
-        """Columns computed at once: only on the CPU, once every batch is linearised (the
-        linearisations are read-only; building them, or a kept graph, is not shared)."""
-        if self.device.type != "cpu" or k < 2:
-            return 1
-        want = torch.get_num_threads() if self.threads is None else self.threads
-        ready = len(self._linear) == len(self._weights) and self._route == "forward"
-        return min(want, k) if ready else 1
-
-    def _threaded(self, V: torch.Tensor, workers: int) -> torch.Tensor:
-        """Columns of ``H V`` on ``workers`` threads, one torch thread each."""
-        outer = torch.get_num_threads()
-        local = threading.local()
-
-        def column(j: int) -> torch.Tensor:
-            if not getattr(local, "single", False):  # a thread's OpenMP setting is its own
-                torch.set_num_threads(1)
-                local.single = True
-            return self._product(V[:, j])
-
-        try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="weightspace-hvp") as pool:
-                cols = list(pool.map(column, range(V.shape[1])))
-        finally:
-            torch.set_num_threads(outer)
-        self.n_matvecs += V.shape[1]
-        return torch.stack(cols, dim=1)
+        return out.detach()
 
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
         """``H V`` for ``V: (m, k)``; returns ``(m, k)``: k products per pass over the data."""
         V = self._check_input(V, 2, "V")
         k = V.shape[1]
         if not self.vectorize or k == 1 or self._method == "double-backward":
-            first = self.matvec(V[:, 0])  # builds the per-batch caches, once, on this thread
-            workers = self._workers(k - 1)
-            if workers > 1:
-                return torch.cat([first[:, None], self._threaded(V[:, 1:], workers)], dim=1)
-            rest = [self.matvec(V[:, j]) for j in range(1, k)]
-            return torch.stack([first, *rest], dim=1)
+            return torch.stack([self.matvec(V[:, j]) for j in range(k)], dim=1)
         self._route = "forward"
         with torch.enable_grad():
             out = None
