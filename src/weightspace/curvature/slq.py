@@ -79,7 +79,8 @@ def lanczos_tridiagonal(
 ) -> Tridiagonal:
     """Run ``n_steps`` Lanczos steps from each column of ``V0``, all through one ``matmat``.
 
-    Full reorthogonalisation (classical Gram-Schmidt, twice) against each vector's own
+    Full reorthogonalisation (classical Gram-Schmidt after the three-term recurrence, a
+    second pass where the first lost more than half the norm) against each vector's own
     basis, which is kept on the operator's device: memory ``p·(n_steps+1)·n`` numbers.
 
     Args:
@@ -116,16 +117,29 @@ def lanczos_tridiagonal(
     eps = torch.finfo(op.dtype).eps
     used = 0
     for j in tqdm(range(m), disable=not progress, desc="lanczos", unit="step", leave=False):
-        idx = active.nonzero().flatten()
-        W = apply(op, Q[idx, j].T).T  # (a, n)
+        if bool(active.all()):  # views, no copies of the basis (the usual case)
+            idx = torch.arange(p)
+            q_j, basis = Q[:, j], Q[:, : j + 1]  # (a, n), (a, j+1, n)
+        else:
+            idx = active.nonzero().flatten()
+            q_j, basis = Q[idx, j], Q[idx, : j + 1]
+        W = apply(op, q_j.T).T  # (a, n)
         used += len(idx)
-        basis = Q[idx, : j + 1]  # (a, j+1, n)
-        h = torch.zeros(len(idx), j + 1, dtype=W.dtype, device=W.device)
-        for _ in range(2):  # CGS2: "twice is enough"
+        # the three-term recurrence, then full reorthogonalisation against the basis: one
+        # classical Gram-Schmidt pass, and a second where the first lost more than half the
+        # norm (Daniel, Gragg, Kaufman & Stewart 1976: then twice is enough)
+        a_j = (q_j * W).sum(1)
+        W = W - a_j.unsqueeze(1) * q_j
+        if j > 0:
+            W = W - beta[idx, j - 1].to(W).unsqueeze(1) * basis[:, j - 1]
+        for _ in range(2):
+            before = W.norm(dim=1)
             c = torch.bmm(basis, W.unsqueeze(2)).squeeze(2)
             W = W - torch.bmm(c.unsqueeze(1), basis).squeeze(1)
-            h = h + c
-        a_j = h[:, j].to(torch.float64).cpu()
+            a_j = a_j + c[:, j]
+            if bool((W.norm(dim=1) > before / math.sqrt(2)).all()):
+                break
+        a_j = a_j.to(torch.float64).cpu()
         b_j = W.norm(dim=1).to(torch.float64).cpu()
         alpha[idx, j] = a_j
         scale[idx] = torch.maximum(scale[idx], torch.maximum(a_j.abs(), b_j))
