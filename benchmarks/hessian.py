@@ -14,7 +14,8 @@ against a tight reference:
    ARPACK through SciPy;
 3. trace: reference = Hutch++ with a large budget; PyHessian ``trace()`` (defaults), and
    weightspace Hutchinson and Hutch++ with the same number of HVPs;
-4. SLQ density, 10 probes x 80 steps: eigenthings ``spectral_density`` and weightspace
+4. SLQ density, 10 probes x 80 steps: eigenthings ``spectral_density`` and weightspace,
+   timed in A-B-B-A rounds (``--slq-rounds``), medians compared
    (PyHessian ``density`` is tried: it calls ``torch.eig``, removed from PyTorch);
    errors: the largest node against the reference λ₁, the mean against tr/n, and the L1
    distance to a 20-probe weightspace density, all smoothed with one σ on one grid.
@@ -94,6 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run with small budgets")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--slq-rounds", type=int, default=2, help="A-B-B-A rounds of the SLQ timing (default 2)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -247,8 +251,8 @@ def main() -> None:
         f"  reference: weightspace {2 * probes} probes ({t:.0f} s); trace/n {tref.estimate / n:.3e}"
     )
     # A-B-B-A order: a load that drifts during the runs weighs on both methods alike
-    t_he, t_ws = [], []
-    for turn in ("he", "ws", "ws", "he"):
+    t_he, t_ws, order = [], [], []
+    for turn in ("he", "ws", "ws", "he") * args.slq_rounds:
         if turn == "he":
             he_op.matvec = Counter(type(he_op).matvec.__get__(he_op))
             he_d, t = timed(
@@ -260,11 +264,11 @@ def main() -> None:
             op = HessianOperator(obj)
             ws_d, t = timed(lambda op=op: ws.spectral_density(op, probes, steps, seed=0))
             t_ws.append(t)
-    print(
-        "  runs in the order eigenthings, weightspace, weightspace, eigenthings: "
-        + ", ".join(f"{t:.1f} s" for t in (t_he[0], t_ws[0], t_ws[1], t_he[1]))
-    )
-    t_he, t_ws = sum(t_he) / 2, sum(t_ws) / 2
+        order.append(f"{'eigenthings' if turn == 'he' else 'weightspace'} {t:.1f} s")
+    print("  runs in turn (A-B-B-A rounds):", ", ".join(order))
+    pairs = [h / w for h, w in zip(t_he, t_ws)]  # each run against its neighbour in the round
+    print(f"  ratios run by run: {', '.join(f'{r:.2f}' for r in pairs)}")
+    t_he, t_ws = statistics.median(t_he), statistics.median(t_ws)
     sigma = ref_d.sigma
     grid = ref_d.grid
     ref_curve = ref_d.regrid(grid, sigma).density
@@ -291,7 +295,8 @@ def main() -> None:
         t_he,
     )
     print(
-        f"  speed-up of weightspace over hessian-eigenthings: {t_he / t_ws:.1f}x (σ = {sigma:.3g})"
+        f"  speed-up of weightspace over hessian-eigenthings (medians): {t_he / t_ws:.2f}x "
+        f"(σ = {sigma:.3g})"
     )
     torch.manual_seed(0)
     try:
