@@ -24,8 +24,9 @@ from ..errors import WeightspaceError
 from ..layout import NameFilter
 from ..objective import Objective
 from ..trajectory import Trajectory
-from .hvp import HessianOperator, Method, Seed, _subset, generator
+from .hvp import HessianOperator, Method, _subset
 from .lanczos import Which, top_eigenpairs
+from .protocol import Seed, generator
 from .slq import SIGMA_RULE, SpectralDensity, spectral_density
 from .trace import hutchinson_trace
 

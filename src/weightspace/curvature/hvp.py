@@ -8,9 +8,6 @@ Products are forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``, Pe
 batch is linearised with ``torch.func.linearize`` (cheaper products; see
 ``benchmarks/results/hessian.txt``). Modules without forward-mode support stay on double
 backward.
-
-Also the operator protocol shared by the algorithms (anything with ``@``, ``.shape``,
-``.dtype``, ``.device``) and their probe vectors, drawn on the CPU from an explicit seed.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch.func import grad, jvp, linearize, vmap
 
@@ -31,79 +27,7 @@ from ..objective import Objective
 log = logging.getLogger(__name__)
 
 Method = Literal["auto", "forward", "double-backward"]
-Seed = int | torch.Generator | None
 METHODS = ("auto", "forward", "double-backward")
-
-
-# ------------------------------------------------------------------ the operator protocol
-def check_operator(op: Any, what: str = "op") -> int:
-    """Validate the operator protocol; return its size ``n``."""
-    shape = getattr(op, "shape", None)
-    ok = (
-        hasattr(op, "__matmul__")
-        and shape is not None
-        and len(shape) == 2
-        and shape[0] == shape[1]
-        and isinstance(getattr(op, "dtype", None), torch.dtype)
-        and op.dtype.is_floating_point
-        and hasattr(op, "device")
-    )
-    if not ok:
-        raise WeightspaceError(
-            f"{what}: expected a square operator with @, .shape (n, n), a floating .dtype and "
-            f".device (a HessianOperator or a torch matrix), got {type(op).__name__}"
-            + (f" of shape {tuple(shape)}" if shape is not None else "")
-        )
-    return int(shape[0])
-
-
-def apply(op: Any, V: torch.Tensor) -> torch.Tensor:
-    """``op @ V`` for ``V: (n, k)``, through ``op.matmat`` when it has one."""
-    if hasattr(op, "matmat"):
-        return op.matmat(V)
-    return op @ V
-
-
-def generator(seed: Seed) -> torch.Generator:
-    """A CPU generator from ``seed`` (an int, a generator, or None for fresh entropy)."""
-    if isinstance(seed, torch.Generator):
-        return seed
-    gen = torch.Generator()
-    if seed is None:
-        gen.seed()
-    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        gen.manual_seed(int(seed))
-    else:
-        raise WeightspaceError(
-            f"seed: expected an int, a torch.Generator or None, got {type(seed).__name__}"
-        )
-    return gen
-
-
-def random_vectors(
-    n: int,
-    k: int,
-    gen: torch.Generator,
-    *,
-    dtype: torch.dtype,
-    device: torch.device | str,
-    kind: Literal["rademacher", "gaussian"] = "rademacher",
-) -> torch.Tensor:
-    """``(n, k)`` probe vectors drawn on the CPU (same numbers on every device)."""
-    if kind == "rademacher":
-        z = torch.randint(0, 2, (k, n), generator=gen, dtype=torch.int8).to(torch.float64)
-        z = 2 * z - 1
-    elif kind == "gaussian":
-        z = torch.randn(k, n, generator=gen, dtype=torch.float64)
-    else:
-        raise WeightspaceError(f"probes: expected 'rademacher' or 'gaussian', got {kind!r}")
-    return z.T.to(device=device, dtype=dtype)
-
-
-def positive_int(value: Any, what: str, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise WeightspaceError(f"{what}: expected a positive integer, got {value!r}{hint}")
-    return int(value)
 
 
 class HessianOperator:

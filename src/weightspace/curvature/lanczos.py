@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..errors import WeightspaceError
 from ..store import save_array
-from .hvp import Seed, apply, check_operator, generator, positive_int, random_vectors
+from .protocol import Seed, apply, check_operator, generator, positive_int, random_vectors
 
 log = logging.getLogger(__name__)
 

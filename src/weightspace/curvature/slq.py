@@ -22,15 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import WeightspaceError
-from .hvp import (
-    HessianOperator,
-    Seed,
-    apply,
-    check_operator,
-    generator,
-    positive_int,
-    random_vectors,
-)
+from .hvp import HessianOperator
+from .protocol import Seed, apply, check_operator, generator, positive_int, random_vectors
 
 SIGMA_RULE = "0.01 × (max node − min node)"
 

@@ -18,15 +18,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import WeightspaceError
-from .hvp import (
-    HessianOperator,
-    Seed,
-    apply,
-    check_operator,
-    generator,
-    positive_int,
-    random_vectors,
-)
+from .hvp import HessianOperator
+from .protocol import Seed, apply, check_operator, generator, positive_int, random_vectors
 
 Probes = Literal["rademacher", "gaussian"]
 
