@@ -47,7 +47,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import check_line, fresh_dir, parse_args, save, write_summary, write_table
 
 import weightspace as ws
-from weightspace.landscape import points_losses
 from weightspace.projection.embed import trajectory_preservation, trustworthiness
 from weightspace.render import plot_persistence, static
 from weightspace.topology import loss_topology
@@ -174,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     trajs = samples.trajectories()
     lengths = [len(t) for t in trajs]
     objective = ws.Objective(ws.zoo.problem(args.problem, seed=args.seed))
-    loss = np.concatenate([points_losses(objective, t) for t in trajs])
+    loss = np.concatenate([ws.points_losses(objective, t) for t in trajs])
     embeddings, distances = embed(trajs, args.seed, umap=args.umap or not args.quick)
 
     # the reference: persistence on the joint PCA scores, i.e. in weight space

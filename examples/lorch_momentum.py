@@ -35,7 +35,6 @@ from _common import check_line, fresh_dir, parse_args, save, write_summary, writ
 
 import weightspace as ws
 from weightspace.analysis import path_metrics, variance_explained
-from weightspace.landscape import points_losses
 from weightspace.render import static
 from weightspace.train import train
 
@@ -81,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     pca = ws.PCA(n_components=4).fit(trajs)  # one joint PCA of all runs
     scores = pca.transform_runs_
     obj = ws.Objective(ws.zoo.problem(args.problem, seed=args.seed))
-    losses = [points_losses(obj, t) for t in trajs]  # full training-set loss at each snapshot
+    losses = [ws.points_losses(obj, t) for t in trajs]  # full training-set loss at each snapshot
 
     fig, _ = static.plot_pc_pairs(scores, labels, k=4)
     fig.suptitle(f"one joint PCA of {len(trajs)} runs ({args.problem}, {steps} steps)")

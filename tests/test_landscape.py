@@ -8,7 +8,8 @@ from torch import nn
 
 import weightspace as ws
 from weightspace.errors import LayoutMismatchError, WeightspaceError
-from weightspace.landscape import grid_axis, points_losses
+from weightspace.landscape import grid_axis
+from weightspace.overlay import points_losses
 
 
 # ---------------------------------------------------------------------------- a quadratic

@@ -40,10 +40,10 @@ from .landscape import (
     load_surface,
     save_line,
     save_surface,
-    trajectories_on_plane,
 )
 from .layout import ParamLayout
 from .objective import Evaluation, Objective, Problem
+from .overlay import points_losses, trajectories_on_plane
 from .projection import PCA, PHATE, TSNE, UMAP, compare_to_random_walk, random_walk_null
 from .record import Recorder
 from .sampling import JumpSamples, jump_and_retrain
@@ -105,6 +105,7 @@ __all__ = [
     "normalize_direction",
     "plane_coordinates",
     "plane_through",
+    "points_losses",
     "random_directions",
     "random_walk_null",
     "save_line",

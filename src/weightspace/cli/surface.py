@@ -23,8 +23,9 @@ from ..directions import (
     random_directions,
 )
 from ..errors import WeightspaceError
-from ..landscape import evaluate_plane, grid_axis, save_surface, trajectories_on_plane
+from ..landscape import evaluate_plane, grid_axis, save_surface
 from ..objective import Objective
+from ..overlay import trajectories_on_plane
 from ..problems import load_problem
 from ..store import save_array
 from ..trajectory import Trajectory
