@@ -3,8 +3,8 @@ import pytest
 import torch
 
 import weightspace as ws
-from weightspace.directions import plane_extent
 from weightspace.errors import LayoutMismatchError, WeightspaceError
+from weightspace.overlay import plane_extent
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ from .directions import (
     interpolation_directions,
     load_directions,
     normalize_direction,
-    plane_coordinates,
     plane_through,
     random_directions,
 )
@@ -43,7 +42,7 @@ from .landscape import (
 )
 from .layout import ParamLayout
 from .objective import Evaluation, Objective, Problem
-from .overlay import points_losses, trajectories_on_plane
+from .overlay import plane_coordinates, points_losses, trajectories_on_plane
 from .projection import PCA, PHATE, TSNE, UMAP, compare_to_random_walk, random_walk_null
 from .record import Recorder
 from .sampling import JumpSamples, jump_and_retrain

@@ -1,5 +1,6 @@
-"""Points and trajectories under a landscape: the loss at given parameter vectors, and runs
-drawn on a plane with their off-plane residual and their true loss beside the plane's.
+"""Points and trajectories under a landscape: plane coordinates by least squares with the
+off-plane residual, the loss at given parameter vectors, and runs drawn on a plane with their
+true loss beside the plane's.
 
 Evaluated by the same engine as the grids (:mod:`weightspace.landscape`).
 """
@@ -13,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .directions import as_vector, plane_coordinates
-from .errors import WeightspaceError
+from .directions import as_vector, cosine
+from .errors import LayoutMismatchError, WeightspaceError
 from .landscape import PlaneTrajectory, _affine_writer, _prepare, _run
 from .objective import Objective
 
@@ -104,3 +105,103 @@ def trajectories_on_plane(
             )
         out.append(PlaneTrajectory(name, steps, coords, residual, true, plane))
     return tuple(out)
+
+
+# ---------------------------------------------------------------------------- plane coordinates
+def _iter_points(points: Any, n: int):
+    """Yield ``(n,)`` float64 tensors from a Trajectory, a ``(T, n)``/``(n,)`` array or a list."""
+    if hasattr(points, "snapshot") and hasattr(points, "__len__"):  # a Trajectory
+        for i in range(len(points)):
+            yield torch.from_numpy(np.array(points.snapshot(i), dtype=np.float64))
+        return
+    if isinstance(points, (torch.Tensor, np.ndarray)):
+        t = torch.as_tensor(points.detach() if isinstance(points, torch.Tensor) else points)
+        if t.ndim == 1:
+            t = t[None]
+        if t.ndim != 2 or t.shape[1] != n:
+            raise LayoutMismatchError(
+                f"points: expected shape (T, {n}) or ({n},), got {tuple(t.shape)}; use "
+                "vectors laid out like the centre"
+            )
+        yield from t.to(torch.float64)
+        return
+    for i, p in enumerate(points):
+        yield as_vector(p, n, f"points[{i}]", dtype=torch.float64)
+
+
+def plane_coordinates(points: Any, center: Any, d1: Any, d2: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates of points on the plane ``center + a*d1 + b*d2``, by least squares.
+
+    The coordinates are in grid units (``theta ~ center + a*d1 + b*d2``, the units of a
+    surface's ``xs`` and ``ys``), found by a QR factorisation of ``[d1 d2]`` in float64, so
+    they are right for directions of any length and for non-orthogonal directions.
+
+    Args:
+        points: ``(T, n)`` or ``(n,)`` tensor/array, a list of ``(n,)`` vectors, or a
+            :class:`~weightspace.Trajectory` (read snapshot by snapshot).
+        center: ``(n,)`` the plane's origin.
+        d1, d2: ``(n,)`` the plane's directions.
+
+    Returns:
+        ``coords: (T, 2)`` the ``(a, b)`` of each point and ``residual: (T,)`` its relative
+        off-plane distance ``||theta - c - a d1 - b d2|| / ||theta - c||`` (0 at the centre).
+
+    Raises:
+        WeightspaceError: mismatched shapes, or parallel or zero directions.
+
+    Example:
+        >>> c, d1, d2 = torch.zeros(3), torch.tensor([2.0, 0, 0]), torch.tensor([0, 1.0, 0])
+        >>> coords, res = plane_coordinates(torch.tensor([[1.0, 3.0, 0.0]]), c, d1, d2)
+        >>> coords.round(6).tolist(), res.round(6).tolist()
+        ([[0.5, 3.0]], [0.0])
+    """
+    c = as_vector(center, int(np.shape(center)[-1]), "center", dtype=torch.float64)
+    n = c.shape[0]
+    basis = torch.stack(
+        [as_vector(d, n, name, dtype=torch.float64) for d, name in ((d1, "d1"), (d2, "d2"))]
+    )
+    norms = torch.linalg.vector_norm(basis, dim=1)
+    if not bool((norms > 0).all()):
+        raise WeightspaceError("d1, d2: a direction has zero norm; give nonzero directions")
+    q, r = torch.linalg.qr(basis.T)  # (n, 2), (2, 2)
+    if abs(float(r[1, 1])) <= 1e-10 * float(norms[1]):
+        raise WeightspaceError(
+            f"d1, d2: parallel (cosine {cosine(basis[0], basis[1]):.12f}); choose two "
+            "independent directions"
+        )
+    coords, residual = [], []
+    for p in _iter_points(points, n):
+        delta = p.to(c.device) - c
+        y = q.T @ delta
+        coords.append(torch.linalg.solve_triangular(r, y[:, None], upper=True)[:, 0])
+        dist = float(torch.linalg.vector_norm(delta))
+        off = float(torch.linalg.vector_norm(delta - q @ y))
+        residual.append(off / dist if dist > 0 else 0.0)
+    if not coords:
+        raise WeightspaceError("points: no point given; give at least one (n,) vector")
+    return torch.stack(coords).cpu().numpy(), np.asarray(residual, dtype=np.float64)
+
+
+def plane_extent(
+    coords: Sequence[np.ndarray] | np.ndarray, *, margin: float = 0.1
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Grid spans ``((xmin, xmax), (ymin, ymax))`` covering points and the centre, with margin.
+
+    Args:
+        coords: ``(T, 2)`` coordinates, or a list of them (several runs).
+        margin: extra share of each axis' range on both sides (0.1: 10 %).
+
+    Returns:
+        the x and y spans; a degenerate axis gets a span of ``[-1, 1]`` around its value.
+    """
+    if margin < 0:
+        raise WeightspaceError(f"margin: expected a non-negative number, got {margin}")
+    arrays = [coords] if isinstance(coords, np.ndarray) else list(coords)
+    pts = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1, 2) for a in arrays])
+    pts = np.concatenate([pts, np.zeros((1, 2))])  # the centre is always on the grid
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    width = hi - lo
+    width = np.where(width > 0, width, 2.0)
+    mid = (lo + hi) / 2
+    lo, hi = mid - width * (0.5 + margin), mid + width * (0.5 + margin)
+    return (float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1]))

@@ -17,15 +17,13 @@ from ..directions import (
     Directions,
     directions_from_vectors,
     load_directions,
-    plane_coordinates,
-    plane_extent,
     plane_through,
     random_directions,
 )
 from ..errors import WeightspaceError
 from ..landscape import evaluate_plane, grid_axis, save_surface
 from ..objective import Objective
-from ..overlay import trajectories_on_plane
+from ..overlay import plane_coordinates, plane_extent, trajectories_on_plane
 from ..problems import load_problem
 from ..store import save_array
 from ..trajectory import Trajectory
