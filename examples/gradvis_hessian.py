@@ -66,17 +66,6 @@ def planes(obj, traj, center, seed: int) -> dict[str, ws.Directions]:
     }
 
 
-def for_render(t) -> dict:
-    return {
-        "coords": t.coords,
-        "steps": t.steps,
-        "loss": t.loss,
-        "projected_loss": t.plane_loss,
-        "residual": t.residual,
-        "label": t.name,
-    }
-
-
 def density_figure(along: ws.CurvatureAlong, what: str):
     """Densities overlaid (left) and as a heat map over the positions (right)."""
     fig = new_figure((12.0, 4.2))
@@ -130,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, d in planes(obj, trajs[0], theta_a, args.seed).items():
         s = ws.evaluate_plane(obj, theta_a, d[0], d[1], xs, xs, metadata=d.describe())
         path = ws.trajectories_on_plane(obj, [trajs[0]], theta_a, d[0], d[1], names=["A"])[0]
-        surfs[name] = (s, for_render(path))
+        surfs[name] = (s, path)
         plane_rows.append(
             {
                 "plane": name,

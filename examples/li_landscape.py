@@ -43,21 +43,6 @@ from weightspace.render import export, new_figure, static
 from weightspace.train import train
 
 
-def for_render(on_plane) -> list[dict]:
-    """Runs on a plane (:class:`ws.PlaneTrajectory`) as the renderers' trajectory dicts."""
-    return [
-        {
-            "coords": t.coords,
-            "steps": t.steps,
-            "loss": t.loss,
-            "projected_loss": t.plane_loss,
-            "residual": t.residual,
-            "label": t.name,
-        }
-        for t in on_plane
-    ]
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(__doc__, argv, problem="digits-mlp", steps=0, every=0, grid=0)
     steps = args.steps or (100 if args.quick else 600)
@@ -95,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     surfaces, paths = {}, {}
     for name, (d, xs, ys) in planes.items():
         surf = ws.evaluate_plane(obj, center, d[0], d[1], xs, ys, metadata=d.describe())
-        paths[name] = for_render(ws.trajectories_on_plane(obj, [traj], center, d[0], d[1]))
+        paths[name] = ws.trajectories_on_plane(obj, [traj], center, d[0], d[1])
         surfaces[name] = surf
         export.write_ply(out / f"li_{name}.ply", xs, ys, surf.values, log=True)
         export.write_vtk(out / f"li_{name}.vtk", xs, ys, surf.values, paths[name], log=True)
@@ -145,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     rows = []
     for name, surf in surfaces.items():
-        res = paths[name][0]["residual"]
+        res = paths[name][0].residual
         rows.append(
             {
                 "plane": name,

@@ -244,17 +244,7 @@ def _surface(
     surf = load_surface(base)
     md = surf.metadata
     report.add_section(f"Loss landscape: {base.name}")
-    trajs = [
-        {
-            "coords": t.coords,
-            "steps": t.steps,
-            "loss": t.loss,
-            "projected_loss": t.plane_loss,
-            "residual": t.residual,
-            "label": t.name,
-        }
-        for t in surf.trajectories
-    ]
+    trajs = list(surf.trajectories)  # the renderers take PlaneTrajectory objects as they are
     d = md.get("directions", {})
     how = (
         f"{len(surf.ys)}×{len(surf.xs)} grid of the mean loss at c + α·d1 + β·d2 "
@@ -301,8 +291,8 @@ def _surface(
             surf.xs,
             surf.ys,
             surf.values,
-            trajs[0]["coords"],
-            steps=trajs[0]["steps"],
+            trajs[0].coords,
+            steps=trajs[0].steps,
         )
         for note in res.notes:
             report.add_note(note)
@@ -310,7 +300,7 @@ def _surface(
         if "gif" in res.paths:
             report.add_figure(
                 res.paths["gif"].read_bytes(),
-                f"{trajs[0]['label']} growing over the surface, one frame per checkpoint.",
+                f"{trajs[0].name} growing over the surface, one frame per checkpoint.",
             )
         summary.files += [str(p) for p in res.paths.values()]
 
