@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import resource
 import statistics
@@ -31,11 +30,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import emit, machine_line
 
 import weightspace as ws
 from weightspace.store import (
     SNAPSHOTS,
-    atomic_path,
     make_run_header,
     save_array,
     snapshot_name,
@@ -137,8 +136,7 @@ def main() -> None:
         f"PCA of an on-disk run: {t} snapshots x {n:,} parameters (float32), k={K}",
         f"python {platform.python_version()}, numpy {np.__version__}, "
         f"{platform.machine()}, weightspace {ws.__version__}",
-        f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f} "
-        "(other jobs share the machine: times are noisy)",
+        machine_line(),
     ]
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -181,11 +179,7 @@ def main() -> None:
         "explained-variance ratios (weightspace exact): "
         + ", ".join(f"{v:.6f}" for v in ref["ratios"][:5]),
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.save:
-        with atomic_path(args.save) as tmp:
-            Path(tmp).write_text(report + "\n")
+    emit(lines, args.save)
 
 
 if __name__ == "__main__":

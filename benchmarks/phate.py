@@ -15,7 +15,6 @@ trajectory-preservation score.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import sys
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import emit, machine_line
 from scipy.spatial.distance import pdist
 from scipy.stats import spearmanr
 
@@ -31,7 +31,6 @@ import weightspace as ws
 from weightspace.projection import trajectory_preservation
 from weightspace.store import (
     SNAPSHOTS,
-    atomic_path,
     make_run_header,
     save_array,
     snapshot_name,
@@ -76,8 +75,7 @@ def main() -> None:
         f"PHATE of {t} snapshots x {n:,} parameters (float32), cosine distance, knn=5, decay=40",
         f"python {platform.python_version()}, numpy {np.__version__}, phate "
         f"{getattr(phate, '__version__', '?')}, weightspace {ws.__version__}",
-        f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f} "
-        "(other jobs share the machine: times are noisy)",
+        machine_line(),
     ]
     with tempfile.TemporaryDirectory() as d:
         run = Path(d) / "run"
@@ -108,11 +106,7 @@ def main() -> None:
         f"speed-up of weightspace over the phate package: {b / a:.1f}x",
         f"Spearman rank correlation of pairwise embedding distances: {rho:.4f}",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.save:
-        with atomic_path(args.save) as tmp:
-            Path(tmp).write_text(report + "\n")
+    emit(lines, args.save)
 
 
 if __name__ == "__main__":

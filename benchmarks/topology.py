@@ -20,18 +20,16 @@ k-nearest-neighbour graph. Compares
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import scipy
+from _common import emit, machine_line
 from scipy.spatial import cKDTree
 
 import weightspace as ws
-from weightspace.store import atomic_path
 
 
 def timed(fn, repeats: int):
@@ -89,8 +87,7 @@ def main() -> None:
         f"{len(edges):,} edges, median of {repeats}",
         f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
         f"gudhi {gudhi.__version__}, weightspace {ws.__version__}",
-        f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f} "
-        "(other jobs share the machine: times are noisy)",
+        machine_line(),
         f"{'task':<44}{'median s':>10}",
         f"{'H0: weightspace union-find':<44}{t_h0:>10.3f}",
         f"{'H0: gudhi SimplexTree (same graph)':<44}{t_gh0:>10.3f}",
@@ -107,11 +104,7 @@ def main() -> None:
         f"significant basins: {topo.n_significant_basins}, H0 bars {len(topo.bars(0))}, "
         f"H1 bars {len(topo.bars(1))}, total persistence {topo.total_persistence:.4f}",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.save:
-        with atomic_path(args.save) as tmp:
-            Path(tmp).write_text(report + "\n")
+    emit(lines, args.save)
 
 
 if __name__ == "__main__":
