@@ -328,7 +328,7 @@ def test_h1_without_gudhi_names_the_extra(monkeypatch):
     [
         ({"loss": np.zeros(4)}, r"^loss: expected 5 values"),
         ({"loss": np.array([0, 1, np.nan, 2, 3])}, r"^loss: expected finite values"),
-        ({"points": np.zeros(5)}, r"^points: expected shape \(N, d\)"),
+        ({"points": np.zeros(5)}, r"^points: expected a 2-D array"),
         ({"k": 5}, r"^k: expected an integer in 1\.\.4"),
         ({"dims": (0, 2)}, r"^dims: expected homology dimensions"),
         ({"dims": ()}, r"^dims: expected homology dimensions"),

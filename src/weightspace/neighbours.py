@@ -12,24 +12,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .checks import as_array
 from .errors import WeightspaceError
 
 KDTREE_MAX_DIM = 16  # exact kNN by a KD-tree up to this dimension, by distance blocks above
-
-
-def as_float_array(x: Any, name: str, ndim: int) -> np.ndarray:
-    if hasattr(x, "detach"):  # a torch tensor
-        x = x.detach().cpu().numpy()
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise WeightspaceError(
-            f"{name}: expected a numeric array, got {type(x).__name__}; pass numbers"
-        ) from None
-    if arr.ndim != ndim:
-        want = "(N,)" if ndim == 1 else "(N, d)"
-        raise WeightspaceError(f"{name}: expected shape {want}, got {arr.shape}; reshape it")
-    return arr
 
 
 def knn_graph(
@@ -62,7 +48,7 @@ def knn_graph(
         >>> knn_graph(np.array([[0.0], [1.0], [3.0], [7.0]]), k=1).tolist()
         [[0, 1], [1, 2], [2, 3]]
     """
-    x = as_float_array(points, "points", 2)
+    x = as_array(points, "points", 2)
     n = x.shape[0]
     if not np.isfinite(x).all():
         raise WeightspaceError("points: expected finite coordinates, got NaN/inf; drop those rows")

@@ -35,8 +35,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .checks import as_array
 from .errors import WeightspaceError
-from .neighbours import as_float_array, knn_graph
+from .neighbours import knn_graph
 from .store import load_result, save_result
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ INSTALL = "pip install weightspace[topology]"
 
 
 def _check_values(values: Any, name: str = "values") -> np.ndarray:
-    f = as_float_array(values, name, 1)
+    f = as_array(values, name, 1)
     if f.size == 0:
         raise WeightspaceError(f"{name}: expected at least one value, got none")
     bad = ~np.isfinite(f)
@@ -287,7 +288,7 @@ def loss_topology(
         >>> topo.n_significant_basins, topo.total_persistence
         (2, 1.0)
     """
-    x = as_float_array(points, "points", 2)
+    x = as_array(points, "points", 2)
     f = _check_values(loss, "loss")
     if f.size != x.shape[0]:
         raise WeightspaceError(
