@@ -318,6 +318,7 @@ def jump_and_retrain(
     expected = list(range(origin_step, origin_step + retrain_steps + 1, step_every))
     pairs = [(s, k) for s in sizes for k in seeds]
     records, skipped = [], []
+    directions: dict[int, tuple[torch.Tensor, float]] = {}
     for size, seed in tqdm(pairs, disable=not progress, desc="jump and retrain", unit="run"):
         name = run_name(size, seed)
         run_dir = out / name
@@ -332,8 +333,10 @@ def jump_and_retrain(
         if run_dir.exists():
             log.info("%s is incomplete; retraining it", name)
             shutil.rmtree(run_dir)
-        d = random_directions(theta_star, layout, 1, normalization="filter", seed=seed)[0]
-        d_norm = float(torch.linalg.vector_norm(d))
+        if seed not in directions:  # one direction per seed, shared by every size
+            d = random_directions(theta_star, layout, 1, normalization="filter", seed=seed)[0]
+            directions[seed] = (d, float(torch.linalg.vector_norm(d)))
+        d, d_norm = directions[seed]
         facts = {
             "origin": settings["origin"],
             "origin_step": origin_step,
