@@ -204,9 +204,6 @@ class LossTopology:
         dims: (m,) homology dimension of each bar.
         birth_vertex: (m,) the point whose loss opens each H0 bar (its basin's minimum);
             -1 for H1 bars.
-        persistence: (m,) ``death − birth`` (inf for essential classes).
-        total_persistence: sum of ``death − birth`` over the finite bars of every computed
-            dimension (p = 1; essential classes excluded); see :meth:`total` for one dimension.
         n_significant_basins: H0 classes that are essential or whose persistence exceeds
             ``threshold``.
         threshold: absolute persistence a basin needs to count, ``significance`` × the loss
@@ -220,14 +217,23 @@ class LossTopology:
     diagram: np.ndarray
     dims: np.ndarray
     birth_vertex: np.ndarray
-    persistence: np.ndarray
-    total_persistence: float
     n_significant_basins: int
     threshold: float
     significance: float
     k: int
     edges: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def persistence(self) -> np.ndarray:
+        """(m,) ``death − birth`` of every bar (inf for essential classes)."""
+        return self.diagram[:, 1] - self.diagram[:, 0]
+
+    @property
+    def total_persistence(self) -> float:
+        """Sum of ``death − birth`` over the finite bars of every computed dimension (p = 1;
+        essential classes excluded); see :meth:`total` for one dimension."""
+        return self.total()
 
     def bars(self, dim: int = 0) -> np.ndarray:
         """The (m_dim, 2) bars of one homology dimension."""
@@ -312,10 +318,8 @@ def loss_topology(
     diagram = np.concatenate([b for b, _, _ in parts])
     verts = np.concatenate([v for _, v, _ in parts])
     dim_of = np.concatenate([np.full(len(b), d, np.int64) for b, _, d in parts])
-    pers = diagram[:, 1] - diagram[:, 0]
     threshold = float(significance) * float(f.max() - f.min())
     significant = int(np.sum(h0[:, 1] - h0[:, 0] > threshold))  # inf counts: essential basins
-    finite = np.isfinite(pers)
     meta = {
         **dict(metadata or {}),
         "method": "sublevel-set persistent homology on the kNN graph (Horoi et al. 2022)",
@@ -340,8 +344,6 @@ def loss_topology(
         diagram=diagram,
         dims=dim_of,
         birth_vertex=verts,
-        persistence=pers,
-        total_persistence=float(np.sum(pers[finite])),
         n_significant_basins=significant,
         threshold=threshold,
         significance=float(significance),
@@ -373,8 +375,6 @@ def load_topology(path: str | os.PathLike) -> LossTopology:
         diagram=diagram,
         dims=arrays["dims"],
         birth_vertex=arrays["birth_vertex"],
-        persistence=diagram[:, 1] - diagram[:, 0],
-        total_persistence=float(meta["total_persistence"]),
         n_significant_basins=int(meta["n_significant_basins"]),
         threshold=float(meta["threshold"]),
         significance=float(meta["significance"]),
