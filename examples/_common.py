@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import math
 import os
@@ -24,7 +23,7 @@ import torch
 
 from weightspace.errors import WeightspaceError
 from weightspace.render.static import save_figure
-from weightspace.store import atomic_path
+from weightspace.store import atomic_path, write_json
 
 __all__ = ["check_line", "fresh_dir", "parse_args", "save", "write_summary", "write_table"]
 
@@ -162,10 +161,8 @@ def write_summary(out_dir: str | os.PathLike, summary: Mapping[str, Any]) -> Pat
     Raises:
         WeightspaceError: a value that is not a number, a boolean or None.
     """
-    clean = _clean(summary, "")
     path = Path(out_dir) / "summary.json"
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(clean, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    write_json(path, _clean(summary, ""))  # _clean leaves no NaN or infinity
     return path
 
 
