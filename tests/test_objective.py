@@ -32,6 +32,22 @@ def test_linear_regression_closed_form_value_and_gradient():
     torch.testing.assert_close(grad, 2 / 10 * X.T @ r, rtol=1e-12, atol=1e-14)
 
 
+def test_theta_as_a_mapping_of_tensors_with_constants():
+    X, y = linreg()[:2]
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1).double()
+    obj = ws.Objective(ws.Problem(model, mse, (X, y)))
+    w = torch.tensor([[0.3, -1.2, 2.0]], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([0.5], dtype=torch.float64)  # a constant: no gradient asked for
+    value = obj.batch_loss({"weight": w, "bias": b}, 0)
+    r = X @ w.detach()[0] + 0.5 - y
+    assert value.item() == pytest.approx(float(r @ r) / 10, rel=1e-14)
+    (grad,) = torch.autograd.grad(value, w)
+    torch.testing.assert_close(grad[0], 2 / 10 * X.T @ r, rtol=1e-12, atol=1e-14)
+    with pytest.raises(WeightspaceError, match="lacks 'bias'"):
+        obj.batch_loss({"weight": w}, 0)
+
+
 def test_batches_of_4_4_2_equal_one_batch_of_10():
     X, y, model = linreg()
     one = ws.Objective(ws.Problem(model, mse, (X, y)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from .errors import WeightspaceError
+from .errors import LayoutMismatchError, WeightspaceError
 from .layout import ParamLayout
 
 Mode = Literal["eval", "train"]
@@ -223,10 +223,24 @@ class Objective:
                 m.training = flag
 
     # ------------------------------------------------------------------ evaluation
-    def forward(self, theta: torch.Tensor, inputs: Any) -> Any:
-        """The model's outputs at ``theta`` on ``inputs`` (pure; usable under torch.func)."""
-        state, _ = self._staged(theta.dtype)
-        params = {**state, **self.layout.unflatten(theta)}
+    def forward(self, theta: torch.Tensor | Mapping[str, torch.Tensor], inputs: Any) -> Any:
+        """The model's outputs at ``theta`` on ``inputs`` (pure; usable under torch.func).
+
+        ``theta`` is a flat ``(n,)`` vector in the layout, or a mapping from every layout
+        name to its tensor (then tensors that need no derivative can be passed as constants,
+        and autograd skips the work only they would need).
+        """
+        if isinstance(theta, Mapping):
+            missing = [n for n in self.layout.names if n not in theta]
+            if missing:
+                raise LayoutMismatchError(
+                    f"theta: the mapping lacks {missing[0]!r}; give every name of the layout"
+                )
+            named, dtype = theta, theta[self.layout.names[0]].dtype
+        else:
+            named, dtype = self.layout.unflatten(theta), theta.dtype
+        state, _ = self._staged(dtype)
+        params = {**state, **named}
         with self._model_mode():
             if isinstance(inputs, dict):
                 return functional_call(self.model, params, (), inputs)
@@ -237,9 +251,11 @@ class Objective:
         """Batch ``b`` staged on the device in ``dtype``."""
         return self._staged(dtype)[1][b]
 
-    def batch_loss(self, theta: torch.Tensor, b: int) -> torch.Tensor:
-        """Mean loss of batch ``b`` at ``theta`` (differentiable; pure under torch.func)."""
-        inputs, targets = self.batch(b, theta.dtype)
+    def batch_loss(self, theta: torch.Tensor | Mapping[str, torch.Tensor], b: int) -> torch.Tensor:
+        """Mean loss of batch ``b`` at ``theta`` (differentiable; pure under torch.func).
+        ``theta`` as in :meth:`forward`."""
+        dtype = theta[self.layout.names[0]].dtype if isinstance(theta, Mapping) else theta.dtype
+        inputs, targets = self.batch(b, dtype)
         loss = self.loss_fn(self.forward(theta, inputs), targets)
         if self.problem.reduction == "sum":
             loss = loss / len(targets)
