@@ -156,7 +156,7 @@ def curvature_at(
         WeightspaceError: bad settings (checked before the first point), or a point where
             the loss is not finite (the error names the point).
     """
-    sub, _ = _subset(objective.layout, include)
+    sub = _subset(objective.layout, include)
     m = sub.numel
     _validate(m, top_k, which, trace_probes, density, n_probes, n_steps, sigma)
     seed_int = _int_seed(seed)
@@ -165,7 +165,9 @@ def curvature_at(
     bar = tqdm(points, total=n_points, disable=not progress, desc="curvature", unit="point")
     for pos, theta in bar:
         try:
-            op = HessianOperator(objective, theta, include=include, dtype=dtype, method=method)
+            op = HessianOperator(
+                objective, theta, include=include, dtype=dtype, method=method, progress=progress
+            )
         except WeightspaceError as e:
             raise WeightspaceError(f"at {axis} {pos}: {e}") from None
         meta = op.metadata

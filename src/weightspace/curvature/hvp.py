@@ -7,14 +7,17 @@ Products are forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``, Pe
 (cheap to build) and, once enough products were asked for to pay for tracing it, each
 batch is linearised with ``torch.func.linearize`` (cheaper products; see
 ``benchmarks/results/hessian.txt``). Modules without forward-mode support stay on double
-backward.
+backward. When many products are announced, a small first layer can be split off
+(:mod:`weightspace.curvature.split`): its columns are computed once and each product then
+differentiates only the other tensors.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -23,6 +26,8 @@ from torch.func import grad, jvp, linearize, vmap
 from ..errors import WeightspaceError
 from ..layout import NameFilter, ParamLayout, _name_predicate
 from ..objective import Objective
+from . import split as _split
+from .split import BlockSplit
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,17 @@ class HessianOperator:
         linearize_after: products before ``"auto"`` linearises (see ``method``).
         vectorize: in :meth:`matmat`, push all columns through one ``torch.func.vmap``
             pass instead of a loop; default on CUDA only (on CPU the loop is faster).
+        split: split a block of tensors ``B`` off the products
+            (:mod:`weightspace.curvature.split`): compute the columns ``H[:, B]`` once (one
+            product per coordinate), then differentiate only the other tensors in every
+            product; exact, and cheaper when ``B`` is small but costly to differentiate (a
+            first layer: it skips the input gradient of the layer above). ``"auto"``: the
+            tensors of the first module of the forward pass, when the products announced by
+            :meth:`expect` pay for the columns at the measured cost of one product each way
+            (SLQ on the digits CNN: yes; a few dozen products: never) and the ``(m, b)``
+            columns fit in 1 GiB; a name pattern, list or predicate: that block, always;
+            ``None``: never.
+        progress: show a progress bar while the split's columns are computed.
         check: evaluate the objective at ``theta`` twice first and raise on a non-finite
             or non-deterministic loss (see :meth:`~weightspace.Objective.check`).
 
@@ -67,11 +83,14 @@ class HessianOperator:
         n_matvecs: Hessian-vector products computed so far (a matmat of k columns counts k).
         n_checks: products spent checking each linearisation against a fresh product (3 per
             batch): ``torch.func.linearize`` of some losses is stateful (BCEWithLogitsLoss
-            in torch 2.13); a failed check falls back to an uncached route.
+            in torch 2.13); a failed check falls back to an uncached route. Also the products
+            spent timing an automatic ``split``.
+        split: the names of the tensors split off (see ``split`` above), or ``None``.
 
     Raises:
-        WeightspaceError: bad ``theta``, an ``include`` that matches nothing, a non-finite or
-            non-deterministic loss at ``theta``.
+        WeightspaceError: bad ``theta``, an ``include`` that matches nothing, a ``split``
+            that matches none or all of its tensors, a non-finite or non-deterministic loss at
+            ``theta``.
 
     Example:
         >>> import weightspace as ws
@@ -95,6 +114,8 @@ class HessianOperator:
         cache: bool = True,
         linearize_after: int = 128,
         vectorize: bool | None = None,
+        split: NameFilter | Literal["auto"] = "auto",
+        progress: bool = False,
         check: bool = True,
     ) -> None:
         if not isinstance(objective, Objective):
@@ -121,7 +142,7 @@ class HessianOperator:
         self.dtype = dtype
         self.device = objective.device
         self.theta = theta.detach().to(device=self.device, dtype=dtype).clone()
-        self.layout, self._segments = _subset(objective.layout, include)
+        self.layout = _subset(objective.layout, include)
         self.include = include
         m = self.layout.numel
         self.shape = (m, m)
@@ -129,11 +150,17 @@ class HessianOperator:
         self.vectorize = self.device.type == "cuda" if vectorize is None else bool(vectorize)
         self.n_matvecs = 0
         self.n_checks = 0
+        self.progress = bool(progress)
+        self._split: BlockSplit | None = None
+        self._split_spec = split
+        self._auto_block: tuple[str, ...] | None = None
+        self._split_block = None if split in ("auto", None) else _split.named_block(self, split)
+        self._split_decided = split is None
         self.linearize_after = int(linearize_after)
         self._linearize_failed = self._forward_failed = False
         self._method, self._route = method, "auto"
         self._expected = 0
-        self._u0 = self._restrict(self.theta)
+        self._u0 = self._values(self.layout.names)
         self._weights = [float(w) for w in objective.batch_weights]
         self._graphs: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
         self._linear: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
@@ -144,27 +171,34 @@ class HessianOperator:
             self.loss = float("nan")
 
     # ------------------------------------------------------------------ coordinates
-    def _restrict(self, theta: torch.Tensor) -> torch.Tensor:
-        if self._segments is None:
-            return theta
-        return torch.cat([theta[a:b] for a, b, chosen in self._segments if chosen])
+    def _values(self, names: Sequence[str]) -> torch.Tensor:
+        """The flat values at ``theta`` of the tensors ``names``, in that order."""
+        if list(names) == list(self.objective.layout.names):
+            return self.theta
+        full = self.objective.layout.unflatten(self.theta)
+        return torch.cat([full[n].reshape(-1) for n in names])
 
-    def _embed(self, u: torch.Tensor) -> torch.Tensor:
-        """``(m,)`` subset coordinates -> ``(n,)`` full vector, the rest held at ``theta``."""
-        if self._segments is None:
-            return u
-        parts, pos = [], 0
-        for a, b, chosen in self._segments:
-            if chosen:
-                parts.append(u[pos : pos + b - a])
-                pos += b - a
-            else:
-                parts.append(self.theta[a:b])
-        return torch.cat(parts)
+    def _named_loss(self, b: int, *groups: Sequence[str]) -> Callable[..., torch.Tensor]:
+        """``(u_1, ..., u_k) -> w_b·L_b``, each ``u_i`` the flat values of the tensors named in
+        ``groups[i]``; every other parameter is held at ``theta`` as a constant, so autograd
+        skips the work only its derivative would need (e.g. the input gradient of the layer
+        above a held layer)."""
+        layout = self.objective.layout
+        fixed = layout.unflatten(self.theta)
+        shapes = dict(zip(layout.names, layout.shapes))
+        w = self._weights[b]
+
+        def loss(*us: torch.Tensor) -> torch.Tensor:
+            named = dict(fixed)
+            for names, u in zip(groups, us):
+                sizes = [math.prod(shapes[n]) for n in names]
+                named.update({n: x.view(shapes[n]) for n, x in zip(names, u.split(sizes))})
+            return self.objective.batch_loss(named, b) * w
+
+        return loss
 
     def _loss(self, b: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        w = self._weights[b]
-        return lambda u: self.objective.batch_loss(self._embed(u), b) * w
+        return self._named_loss(b, self.layout.names)
 
     # ------------------------------------------------------------------ products
     @property
@@ -254,6 +288,8 @@ class HessianOperator:
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """``H v`` for ``v: (m,)``; returns ``(m,)`` in the operator's dtype and device."""
         v = self._check_input(v, 1, "v")
+        if self._prepare_split():
+            return self._split_product(v[:, None])[:, 0]
         with torch.enable_grad():
             out = None
             for b in range(len(self._weights)):
@@ -265,6 +301,8 @@ class HessianOperator:
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
         """``H V`` for ``V: (m, k)``; returns ``(m, k)``: k products per pass over the data."""
         V = self._check_input(V, 2, "V")
+        if self._prepare_split():
+            return self._split_product(V)
         k = V.shape[1]
         if not self.vectorize or k == 1 or self._method == "double-backward":
             return torch.stack([self.matvec(V[:, j]) for j in range(k)], dim=1)
@@ -277,6 +315,19 @@ class HessianOperator:
                 out = hv if out is None else out + hv
         self.n_matvecs += k
         return out.detach()
+
+    # ------------------------------------------------------------------ split
+    def _prepare_split(self) -> bool:
+        """Decide (once) whether to split a block off, build it if so; True when split."""
+        if not self._split_decided:
+            self._split_decided, self._split = _split.plan(self)
+        return self._split is not None
+
+    def _split_product(self, V: torch.Tensor) -> torch.Tensor:
+        out = self._split.matmat(V)
+        self._route = self._split.rest.method
+        self.n_matvecs += V.shape[1]
+        return out
 
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(x, torch.Tensor) and x.ndim == 2:
@@ -296,9 +347,17 @@ class HessianOperator:
         self._expected = self.n_matvecs + int(n_products)
 
     def release(self) -> None:
-        """Drop the cached graphs and linearisations (frees memory; products still work)."""
+        """Drop the cached graphs and linearisations (frees memory; products still work;
+        a split keeps its columns)."""
         self._graphs.clear()
         self._linear.clear()
+        if self._split is not None:
+            self._split.rest.release()
+
+    @property
+    def split(self) -> tuple[str, ...] | None:
+        """The names of the tensors split off the products, or ``None``."""
+        return None if self._split is None else self._split.block
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -311,6 +370,7 @@ class HessianOperator:
             "hvp_method": self._method,
             "hvp_route": self._route,
             "include": None if self.include is None else str(self.include),
+            "hvp_split": None if self._split is None else list(self._split.block),
             "parameters": list(self.layout.names),
             "loss_at_theta": self.loss,
         }
@@ -322,12 +382,10 @@ class HessianOperator:
         )
 
 
-def _subset(
-    layout: ParamLayout, include: NameFilter
-) -> tuple[ParamLayout, list[tuple[int, int, bool]] | None]:
-    """The sub-layout selected by ``include`` and the (start, stop, chosen) segments."""
+def _subset(layout: ParamLayout, include: NameFilter) -> ParamLayout:
+    """The sub-layout of the tensors selected by ``include``, in layout order."""
     if include is None:
-        return layout, None
+        return layout
     keep = _name_predicate(include)
     chosen = [keep(name) for name in layout.names]
     if not any(chosen):
@@ -336,15 +394,8 @@ def _subset(
             f"include={include!r} matched no parameter of the layout ({shown}); check the "
             "pattern against model.named_parameters()"
         )
-    sub = ParamLayout(
+    return ParamLayout(
         tuple(n for n, c in zip(layout.names, chosen) if c),
         tuple(s for s, c in zip(layout.shapes, chosen) if c),
         layout.dtype,
     )
-    segments: list[tuple[int, int, bool]] = []
-    for (a, b), c in zip(zip(layout.offsets[:-1], layout.offsets[1:]), chosen):
-        if segments and segments[-1][2] == c and segments[-1][1] == a:
-            segments[-1] = (segments[-1][0], b, c)
-        else:
-            segments.append((a, b, c))
-    return sub, segments
