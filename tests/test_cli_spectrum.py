@@ -99,6 +99,19 @@ def test_human_readable_output(runs, tmp_path, capsys):
     assert last == f"wrote {tmp_path / 'h.npz'}"
 
 
+def test_split_gives_the_same_spectrum_and_is_recorded(runs, tmp_path, capsys):
+    results = {}
+    for split in ("none", "0.*"):
+        out = tmp_path / f"split-{split[0]}"
+        code, _, _ = spectrum(capsys, runs[0], "--top-k", "3", "--split", split, "-o", out)
+        assert code == 0
+        results[split] = ws.load_result(out)
+    (plain, meta_plain), (split, meta_split) = results["none"], results["0.*"]
+    assert meta_plain["hvp_split"] is None
+    assert meta_split["hvp_split"] == ["0.weight", "0.bias"]
+    np.testing.assert_allclose(split["eigenvalues"], plain["eigenvalues"], rtol=1e-4)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -107,6 +120,7 @@ def test_human_readable_output(runs, tmp_path, capsys):
         (["--at", "7"], "step 7 is not in run"),
         (["--top-k", "3010"], "top_k: expected 0 <= k < n=3010"),
         (["--include", "conv*"], "include='conv*' matched no parameter"),
+        (["--split", "conv*"], "split='conv*' matched none of the operator's tensors"),
         (["--at", "all", "--between", "RUN"], "--between needs one point of RUN"),
     ],
 )

@@ -67,6 +67,14 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--hvp", choices=("auto", "forward", "double-backward"), default="auto", help="HVP method"
     )
+    p.add_argument(
+        "--split",
+        default="auto",
+        metavar="auto|none|GLOB",
+        help="split a small block of parameters off the Hessian products (exact; cheaper "
+        "products after one product per coordinate): auto (the first layer, when it pays), "
+        "none, or the parameters matching GLOB (e.g. 'features.0.*')",
+    )
     p.set_defaults(func=run)
 
 
@@ -127,6 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "dtype": dtype,
         "include": args.include,
         "method": args.hvp,
+        "split": None if args.split == "none" else args.split,
         "progress": show_progress(args),
     }
     if other is None:

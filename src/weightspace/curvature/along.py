@@ -126,6 +126,7 @@ def curvature_at(
     dtype: torch.dtype | None = None,
     include: NameFilter = None,
     method: Method = "auto",
+    split: NameFilter | Literal["auto"] = "auto",
     lr: float | None = None,
     momentum: float = 0.0,
     n_points: int | None = None,
@@ -143,7 +144,7 @@ def curvature_at(
         sigma: common Gaussian width; default ``0.01 ×`` the range of all nodes.
         grid_points: size of the common density grid.
         seed: one seed for every point's probes (common random numbers).
-        tol, block_size, dtype, include, method: as in :func:`top_eigenpairs` and
+        tol, block_size, dtype, include, method, split: as in :func:`top_eigenpairs` and
             :class:`HessianOperator`.
         lr, momentum: the run's learning rate and SGD momentum (for ``λ_max·lr``).
         n_points: the number of points (for the progress bar).
@@ -166,11 +167,16 @@ def curvature_at(
     for pos, theta in bar:
         try:
             op = HessianOperator(
-                objective, theta, include=include, dtype=dtype, method=method, progress=progress
+                objective,
+                theta,
+                include=include,
+                dtype=dtype,
+                method=method,
+                split=split,
+                progress=progress,
             )
         except WeightspaceError as e:
             raise WeightspaceError(f"at {axis} {pos}: {e}") from None
-        meta = op.metadata
         positions.append(pos)
         losses.append(op.loss)
         if top_k:
@@ -190,6 +196,7 @@ def curvature_at(
         if density:
             dens.append(spectral_density(op, n_probes, n_steps, sigma, seed=seed_int, grid=2))
         used += op.n_matvecs + op.n_checks
+        meta = op.metadata  # after the products: the route and split they took
         op.release()
     bar.close()
     if not positions:
