@@ -180,7 +180,7 @@ def chunk_columns(n_rows: int, n: int, itemsize: int, chunk_size: int | None, ma
     if chunk_size is None:
         if max_bytes < 1:
             raise WeightspaceError(f"max_bytes: expected a positive integer, got {max_bytes}")
-        chunk_size = max(1, int(0.75 * max_bytes) // (n_rows * itemsize))
+        chunk_size = max(1, int(0.6 * max_bytes) // (n_rows * itemsize))
     if isinstance(chunk_size, bool) or int(chunk_size) < 1:
         raise WeightspaceError(f"chunk_size: expected a positive integer, got {chunk_size!r}")
     return min(int(chunk_size), n)
