@@ -181,6 +181,12 @@ def test_split_that_matches_none_or_all_is_an_error(spec, word):
     assert "\n" not in str(e.value)
 
 
+def test_split_of_the_wrong_type_is_an_error():
+    with pytest.raises(WeightspaceError, match="split: expected 'auto', None, a glob") as e:
+        HessianOperator(cnn_objective(), split=True)
+    assert "\n" not in str(e.value)
+
+
 def test_split_with_a_stateful_linearisation_still_gives_the_closed_form():
     # torch.func.linearize of BCEWithLogitsLoss changes its answer call by call (torch 2.13):
     # the split's columns then come from full products

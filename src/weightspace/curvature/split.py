@@ -117,6 +117,12 @@ def first_block(op: HessianOperator) -> tuple[str, ...]:
 
 def named_block(op: HessianOperator, spec: NameFilter) -> tuple[str, ...]:
     """The operator's tensors matched by ``spec``; an error unless some, not all, match."""
+    is_patterns = isinstance(spec, (list, tuple)) and all(isinstance(p, str) for p in spec)
+    if not (isinstance(spec, str) or callable(spec) or is_patterns):
+        raise WeightspaceError(
+            f"split: expected 'auto', None, a glob pattern, a list of patterns or a predicate, "
+            f"got {spec!r}"
+        )
     keep = _name_predicate(spec)
     block = tuple(n for n in op.layout.names if keep(n))
     if not block or len(block) == len(op.layout.names):
