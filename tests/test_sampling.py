@@ -149,6 +149,23 @@ def test_rerun_redoes_only_incomplete_runs(origin, tmp_path):
         )
 
 
+def test_new_sizes_and_seeds_extend_a_sampling_directory(origin, tmp_path):
+    def sample(sizes, seeds, **kw):
+        problem = ws.zoo.problem("digits-mlp")
+        out = tmp_path / "j"
+        return jump_and_retrain(problem, origin, out, sizes=sizes, seeds=seeds, **kw)
+
+    first = sample((0.5,), (0,), retrain_steps=10)
+    more = sample((0.5, 1.0), (1, 0), retrain_steps=10)
+    assert more.skipped == (False, True, False, False)  # only (0.5, 0) existed
+    np.testing.assert_allclose(more.final_losses[1], first.final_losses[0], rtol=1e-12)
+    settings = json.loads((tmp_path / "j" / MANIFEST).read_text())["settings"]
+    assert settings["sizes"] == [0.5, 1.0] and settings["seeds"] == [0, 1]
+    assert sample((1.0,), (1,), retrain_steps=10).skipped == (True,)
+    with pytest.raises(WeightspaceError, match=r"retrain_steps=10, got 20; .*sizes and seeds"):
+        sample((0.5,), (0,), retrain_steps=20)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

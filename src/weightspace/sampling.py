@@ -9,8 +9,9 @@ length. The direction depends on the seed only, so the runs of one seed lie on o
 
 The runs go to ``OUT/jump_<size>_seed<seed>/``, ordinary run directories; ``OUT/sampling.json``
 holds the settings and each finished run's numbers. Rerunning with the same settings skips the
-finished runs and redoes the others; a run counts as finished only once all its snapshots are
-on disk and its entry is written, so a crash never leaves a half-counted run.
+finished runs and redoes the others (new sizes or seeds add runs); a run counts as finished
+only once all its snapshots are on disk and its entry is written, so a crash never leaves a
+half-counted run.
 
 Example:
     >>> problem = ws.zoo.problem("digits-mlp")                                # doctest: +SKIP
@@ -45,6 +46,7 @@ from .trajectory import Trajectory
 log = logging.getLogger(__name__)
 
 MANIFEST = "sampling.json"
+GROWABLE = ("sizes", "seeds")  # settings an existing sampling directory can gain values of
 DEFAULT_SIZES = (0.25, 0.5, 0.75, 1.0)  # Horoi et al.'s jump sizes
 # run.json keys of the origin's training settings, and what to use when a run lacks them
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -172,7 +174,9 @@ def _training_settings(traj: Trajectory, overrides: dict[str, Any]) -> dict[str,
 
 
 def _open_manifest(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    """Read (same settings) or create ``OUT/sampling.json``."""
+    """Read (same settings) or create ``OUT/sampling.json``. New sizes or seeds may be added
+    to an existing directory (each run depends only on its own size and seed); the manifest
+    then lists all of them."""
     path = out / MANIFEST
     if path.exists():
         try:
@@ -181,11 +185,15 @@ def _open_manifest(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
             raise WeightspaceError(f"out: {str(path)!r} is unreadable ({e}); remove it") from None
         old = manifest.get("settings", {})
         for key, value in settings.items():
-            if old.get(key) != value:
+            if key not in GROWABLE and old.get(key) != value:
                 raise WeightspaceError(
                     f"out: {str(out)!r} holds samples with {key}={old.get(key)!r}, got "
-                    f"{value!r}; rerun with the same settings to resume, or choose a new directory"
+                    f"{value!r}; rerun with the same settings to resume (sizes and seeds may be "
+                    "added), or choose a new directory"
                 )
+        for key in GROWABLE:
+            known = list(old.get(key, []))
+            old[key] = known + [v for v in settings[key] if v not in known]
         return manifest
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise WeightspaceError(
@@ -237,7 +245,7 @@ def jump_and_retrain(
             statistics) are restored before every retraining.
         run: the original run.
         out: the sampling directory (created; an existing one with the same settings is
-            resumed).
+            resumed, and may gain new sizes or seeds: only their runs are trained).
         sizes: ``(S,)`` jump sizes ``s`` in units of the filter norms of ``theta*``.
         seeds: ``(K,)`` distinct non-negative seeds; seed ``k`` draws the direction (the same
             for every size) and, unless ``data_seed`` is given, the data order.
