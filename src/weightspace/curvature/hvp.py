@@ -186,13 +186,13 @@ class HessianOperator:
         layout = self.objective.layout
         fixed = layout.unflatten(self.theta)
         shapes = dict(zip(layout.names, layout.shapes))
+        sizes = [[math.prod(shapes[n]) for n in names] for names in groups]
         w = self._weights[b]
 
         def loss(*us: torch.Tensor) -> torch.Tensor:
             named = dict(fixed)
-            for names, u in zip(groups, us):
-                sizes = [math.prod(shapes[n]) for n in names]
-                named.update({n: x.view(shapes[n]) for n, x in zip(names, u.split(sizes))})
+            for names, size, u in zip(groups, sizes, us):
+                named.update({n: x.view(shapes[n]) for n, x in zip(names, u.split(size))})
             return self.objective.batch_loss(named, b) * w
 
         return loss
@@ -229,11 +229,9 @@ class HessianOperator:
         if not self.cache or self._linearize_failed:
             return jvp(grad(self._loss(b)), (self._u0,), (v,))[1]
         if b not in self._linear:
-            with warnings.catch_warnings():  # torch's tracing notes, not the user's business
-                warnings.simplefilter("ignore", UserWarning)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                _, product = linearize(grad(self._loss(b)), self._u0)
-            if not self._verify(b, product):
+            product = checked_linearize(grad(self._loss(b)), self._u0, seed=b)
+            self.n_checks += 3
+            if product is None:
                 self._linearize_failed = True
                 if self._method == "auto":  # the kept gradient graph is the faster fallback
                     self._forward_failed = True
@@ -242,23 +240,6 @@ class HessianOperator:
             self._linear[b] = product
             self._graphs.pop(b, None)  # free the gradient graph this replaces
         return self._linear[b](v)
-
-    def _verify(self, b: int, product: Callable[[torch.Tensor], torch.Tensor]) -> bool:
-        """Check a linearisation against a fresh product, twice (stateful graphs exist:
-        ``torch.func.linearize`` of ``BCEWithLogitsLoss`` changes its answer call by call)."""
-        g = torch.Generator().manual_seed(b)
-        x = torch.randn(self.shape[0], generator=g, dtype=torch.float64).to(self._u0)
-        ref = jvp(grad(self._loss(b)), (self._u0,), (x,))[1]
-        first, second = product(x), product(x)
-        self.n_checks += 3
-        tol = 1e4 * torch.finfo(self.dtype).eps * float(ref.abs().max()) + 1e-30
-        ok = float((first - ref).abs().max()) <= tol and float((second - ref).abs().max()) <= tol
-        if not ok:
-            log.warning(
-                "torch.func.linearize gave inconsistent products for this model and loss; "
-                "not caching it"
-            )
-        return ok
 
     def _double_backward(self, b: int, v: torch.Tensor) -> torch.Tensor:
         self._route = "double-backward"
@@ -380,6 +361,29 @@ class HessianOperator:
             f"HessianOperator(shape={self.shape}, dtype={self.dtype}, device={self.device}, "
             f"method={self._method!r}, n_matvecs={self.n_matvecs})"
         )
+
+
+def checked_linearize(
+    fn: Callable[[torch.Tensor], torch.Tensor], primal: torch.Tensor, *, seed: int = 0
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``torch.func.linearize(fn, primal)``'s product, checked twice against a fresh
+    ``jvp`` at a random tangent (3 products), or ``None`` when they disagree: the linearised
+    graph of some losses is stateful (``BCEWithLogitsLoss`` in torch 2.13 changes its answer
+    call by call)."""
+    with warnings.catch_warnings():  # torch's tracing notes, not the user's business
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _, product = linearize(fn, primal)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(primal.shape, generator=g, dtype=torch.float64).to(primal)
+    ref = jvp(fn, (primal,), (x,))[1]
+    tol = 1e4 * torch.finfo(primal.dtype).eps * float(ref.abs().max()) + 1e-30
+    if all(float((product(x) - ref).abs().max()) <= tol for _ in range(2)):
+        return product
+    log.warning(
+        "torch.func.linearize gave inconsistent products for this model and loss; not caching it"
+    )
+    return None
 
 
 def _subset(layout: ParamLayout, include: NameFilter) -> ParamLayout:
