@@ -138,11 +138,12 @@ def test_first_block_follows_the_forward_pass_not_registration():
 def test_worth_splitting_weighs_the_columns_against_the_saving():
     # 10 columns at 1 s, then 100 products at 0.5 s: 60 s against 100 s -> yes
     assert split_mod.worth_splitting(10, 100, 1.0, 0.5)
-    # a saving under 20% is not worth it: 10 + 100·0.75 = 85 > 80
-    assert not split_mod.worth_splitting(10, 100, 1.0, 0.75)
-    # too few products for the columns: 60 + 100·0.1 = 70 ... yes; 90 + 10 = 100 ... no
+    # a saving under 10% is not worth it: 10 + 100·0.85 = 95 > 90
+    assert not split_mod.worth_splitting(10, 100, 1.0, 0.85)
+    assert split_mod.worth_splitting(10, 100, 1.0, 0.75)  # 85 < 90
+    # too few products for the columns: 60 + 100·0.1 = 70 ... yes; 85 + 10 = 95 ... no
     assert split_mod.worth_splitting(60, 100, 1.0, 0.1)
-    assert not split_mod.worth_splitting(90, 100, 1.0, 0.1)
+    assert not split_mod.worth_splitting(85, 100, 1.0, 0.1)
 
 
 @pytest.mark.parametrize("t_rest, splits", [(0.1, True), (0.95, False)])
