@@ -154,7 +154,7 @@ def test_lightning_run_equals_plain_loop_at_optimizer_steps(pl, tmp_path, accumu
     np.testing.assert_allclose(traj.metrics["loss"], losses[traj.steps], rtol=1e-12)
     np.testing.assert_allclose(traj.metrics["train_loss"][1:], losses[traj.steps][1:], rtol=1e-12)
     meta = traj.metadata
-    assert (meta["optimizer"], meta["lr"], meta["momentum"]) == ("SGD", LR, MOMENTUM)
+    assert (meta["optimizer"], meta["lr"], meta["momentum"]) == ("sgd", LR, MOMENTUM)
     assert meta["accumulate_grad_batches"] == accumulate and meta["x"] == 1
 
 
@@ -168,7 +168,9 @@ def test_lightning_crash_leaves_recorded_steps(pl, tmp_path):
     assert traj.steps.tolist() == [0, 2, 4]
     assert sorted(capture.thetas) == [0, 1, 2, 3, 4, 5]
     for i, step in enumerate(traj.steps):
-        np.testing.assert_array_equal(traj.snapshot(i), capture.thetas[step].astype(np.float32))
+        np.testing.assert_array_equal(
+            traj.snapshot(i), capture.thetas[step]
+        )  # float64 model: float64 snapshots
 
 
 def test_lightning_only_global_zero_writes(pl, tmp_path):
@@ -312,7 +314,7 @@ def test_hf_run_equals_plain_loop_at_optimizer_steps(hf, tmp_path, accumulate):
     np.testing.assert_allclose(traj.metrics["loss"][1:], logged, rtol=1e-5)
     assert np.isnan(traj.metrics["loss"][0]) and "train_runtime" not in traj.metrics
     meta = traj.metadata
-    assert (meta["optimizer"], meta["learning_rate"], meta["momentum"]) == ("SGD", LR, MOMENTUM)
+    assert (meta["optimizer"], meta["learning_rate"], meta["momentum"]) == ("sgd", LR, MOMENTUM)
     assert (meta["optim"], meta["seed"], meta["x"]) == ("sgd", 0, 1)
     assert meta["gradient_accumulation_steps"] == accumulate
 
@@ -343,7 +345,9 @@ def test_hf_crash_in_process_keeps_steps_after_close(hf, tmp_path):
     traj = ws.Trajectory.load(tmp_path / "run")
     assert traj.steps.tolist() == [0, 2, 4]
     for i, step in enumerate(traj.steps):
-        np.testing.assert_array_equal(traj.snapshot(i), capture.thetas[step].astype(np.float32))
+        np.testing.assert_array_equal(
+            traj.snapshot(i), capture.thetas[step]
+        )  # float64 model: float64 snapshots
 
 
 def test_hf_uncaught_crash_leaves_readable_run(hf, tmp_path):
@@ -362,7 +366,7 @@ def test_hf_uncaught_crash_leaves_readable_run(hf, tmp_path):
     # step 4 was still waiting for its logs: written at interpreter exit, with its loss
     assert traj.steps.tolist() == [0, 2, 4] and np.isfinite(traj.metrics["loss"][1:]).all()
     np.testing.assert_array_equal(traj.snapshot(0), flat(small_net()).astype(np.float32))
-    assert traj.metadata["optimizer"] == "SGD"
+    assert traj.metadata["optimizer"] == "sgd"
 
 
 def test_hf_only_world_process_zero_writes(hf, tmp_path):
@@ -411,3 +415,44 @@ def test_import_weightspace_imports_no_framework():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------- optimizer names
+class Wrapped(torch.nn.Module):
+    """``small_net`` under the attribute the callbacks' models use (``net``), for analyses."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = small_net()
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def momentum_threshold_and_sampling(run_dir, tmp_path, n: int) -> None:
+    """The run's λ_max·lr is compared with (2+2β), and jump-and-retrain reads its settings."""
+    problem = ws.Problem(Wrapped(), torch.nn.CrossEntropyLoss(), digits64(n), name="small")
+    traj = ws.Trajectory.load(run_dir)
+    assert traj.metadata["optimizer"] == "sgd"  # a class name (SGD) becomes the canonical one
+    out = ws.curvature_along(ws.Objective(problem), traj, indices=[-1], top_k=1)
+    assert out.stability_threshold == pytest.approx(2 + 2 * MOMENTUM)
+    assert "heavy-ball" in out.metadata["stability_rule"]
+    np.testing.assert_allclose(out.lambda_max_lr, out.eigenvalues[:, 0] * LR)
+    samples = ws.jump_and_retrain(
+        problem, run_dir, tmp_path / "jumps", sizes=(0.5,), seeds=(0,), retrain_steps=2
+    )
+    assert (samples.settings["optimizer"], samples.settings["momentum"]) == ("sgd", MOMENTUM)
+    assert np.isfinite(samples.final_losses).all()
+
+
+def test_lightning_momentum_run_gets_the_heavy_ball_threshold(pl, tmp_path):
+    from weightspace.integrations.lightning import WeightspaceCallback
+
+    cb = WeightspaceCallback(tmp_path / "run", every=2)
+    lit_fit(pl, lit_module(pl, small_net()), [cb], max_steps=4)
+    momentum_threshold_and_sampling(tmp_path / "run", tmp_path, 64)
+
+
+def test_hf_momentum_run_gets_the_heavy_ball_threshold(hf, tmp_path):
+    hf.hf_train(tmp_path / "run", tmp_path / "out", small_net().state_dict(), steps=4, every=2)
+    momentum_threshold_and_sampling(tmp_path / "run", tmp_path, 32)

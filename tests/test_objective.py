@@ -236,3 +236,56 @@ def test_float64_model_with_float32_data_passes_the_centre_check():
     obj = ws.Objective(ws.Problem(model, nn.CrossEntropyLoss(), (X, y)))
     expected = nn.functional.cross_entropy(model(X.double()), y).item()
     assert obj.check() == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_loss_that_reads_the_parameters_is_evaluated_at_theta():
+    """An L2 term over ``model.parameters()`` in the loss sees theta, not the module's weights."""
+    X, y, model = linreg()
+    lam = 0.3
+
+    def loss_fn(out, t):
+        return mse(out, t) + lam * sum((p**2).sum() for p in model.parameters())
+
+    before = model.weight.detach().clone()
+    obj = ws.Objective(ws.Problem(model, loss_fn, (X, y)))
+    w = torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64, requires_grad=True)
+    assert not torch.equal(w.detach(), before[0])
+    r = X @ w.detach() - y
+    by_hand = float(r @ r) / 10 + lam * float(w.detach() @ w.detach())
+    value = obj(w)
+    assert value.item() == pytest.approx(by_hand, rel=1e-14)
+    (grad,) = torch.autograd.grad(value, w)
+    torch.testing.assert_close(grad, 2 * X.T @ r / 10 + 2 * lam * w.detach(), rtol=1e-12, atol=0)
+    assert obj.evaluate(w.detach()).loss == pytest.approx(by_hand, rel=1e-14)
+    # the Hessian carries the regulariser's 2*lam*I: top eigenvalue of 2 X^T X / N + 2 lam I
+    dense = 2 * X.T @ X / 10 + 2 * lam * torch.eye(3, dtype=torch.float64)
+    eig = ws.top_eigenpairs(ws.HessianOperator(obj, w.detach()), k=1, tol=1e-10)
+    assert float(eig.eigenvalues[0]) == pytest.approx(float(torch.linalg.eigvalsh(dense)[-1]))
+    assert torch.equal(model.weight.detach(), before)  # the module is untouched
+
+
+def test_dict_inputs_and_dict_targets_in_pairs_and_batches():
+    X, y, _ = linreg()
+
+    class KW(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 1, bias=False).double()
+
+        def forward(self, *, features):
+            return self.lin(features)
+
+    def loss_fn(out, t):
+        return ((out[:, 0] - t["y"]) ** 2).mean()
+
+    model = KW()
+    w = model.lin.weight.detach()[0]
+    expected = float(((X @ w - y) ** 2).mean())
+    pair = ({"features": X}, {"y": y})
+    batches = [({"features": X[a : a + 4]}, {"y": y[a : a + 4]}) for a in (0, 4, 8)]
+    for data in (pair, batches):
+        obj = ws.Objective(ws.Problem(model, loss_fn, data))
+        assert obj.n_samples == 10 and obj.batch_sizes in ((10,), (4, 4, 2))
+        assert obj.evaluate(obj.theta0).loss == pytest.approx(expected, rel=1e-14)
+    with pytest.raises(WeightspaceError, match="X has 10 samples but y has shape"):
+        ws.Objective(ws.Problem(model, loss_fn, ({"features": X}, {"y": y[:5]})))

@@ -3,7 +3,7 @@
 Trajectories (PCA, PHATE), loss landscapes and curvature, from recorded runs.
 """
 
-from . import zoo
+from . import buffers, optimizers, zoo
 from ._version import __version__
 from .checkpoints import import_checkpoints
 from .curvature import (
@@ -83,6 +83,7 @@ __all__ = [
     "Trajectory",
     "WeightspaceError",
     "__version__",
+    "buffers",
     "compare_to_random_walk",
     "curvature_along",
     "curvature_between",
@@ -102,6 +103,7 @@ __all__ = [
     "load_topology",
     "loss_topology",
     "normalize_direction",
+    "optimizers",
     "plane_coordinates",
     "plane_through",
     "points_losses",

@@ -3,6 +3,8 @@
 Checkpoints are read with ``torch.load(weights_only=True)``: a file whose unpickling would run
 code is refused, never executed. The run is built in a temporary directory beside the target
 and renamed into place only when every file has been imported, so a failure leaves nothing.
+State dicts hold the model's buffers too (BatchNorm running statistics, ...): they are
+imported beside the parameters, as the recorder stores them.
 """
 
 from __future__ import annotations
@@ -19,8 +21,16 @@ import numpy as np
 import torch
 
 from .errors import CorruptRunError, LayoutMismatchError, WeightspaceError
-from .layout import ParamLayout
-from .store import RUN_JSON, SNAPSHOTS, make_run_header, save_array, snapshot_name, write_json
+from .layout import BUFFER_DTYPES, BufferLayout, ParamLayout
+from .store import (
+    BUFFERS,
+    RUN_JSON,
+    SNAPSHOTS,
+    make_run_header,
+    save_array,
+    snapshot_name,
+    write_json,
+)
 
 NESTED_KEYS = ("model", "state_dict", "model_state_dict", "module", "net")
 BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
@@ -109,11 +119,40 @@ def _parameters_only(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     }
 
 
-def _flatten(state: dict[str, torch.Tensor], layout: ParamLayout, path: Path) -> torch.Tensor:
+def _buffers_only(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Without a model: BatchNorm statistics and integer counters (``num_batches_tracked``)."""
+    return {
+        k: v
+        for k, v in state.items()
+        if str(v.dtype).removeprefix("torch.") in BUFFER_DTYPES
+        and (k.endswith(BUFFER_SUFFIXES) or not v.is_floating_point())
+    }
+
+
+def _unprefix(state: dict[str, torch.Tensor], layout: ParamLayout) -> dict[str, torch.Tensor]:
     if not all(n in state for n in layout.names) and all(k.startswith("module.") for k in state):
-        state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DDP
+        return {k.removeprefix("module."): v for k, v in state.items()}  # saved from DDP
+    return state
+
+
+def _flatten(state: dict[str, torch.Tensor], layout: ParamLayout, path: Path) -> torch.Tensor:
     try:
         return layout.flatten(state)
+    except LayoutMismatchError as e:
+        raise LayoutMismatchError(f"checkpoint {path}: {e}") from None
+
+
+def _buffer_array(
+    state: dict[str, torch.Tensor], layout: BufferLayout | None, path: Path
+) -> np.ndarray | None:
+    """The checkpoint's buffers, flat; None when it holds none of them (parameters only)."""
+    if layout is None or not len(layout):
+        return None
+    present = [n for n in layout.names if n in state]
+    if not present:
+        return None
+    try:
+        return layout.flatten(state).numpy()
     except LayoutMismatchError as e:
         raise LayoutMismatchError(f"checkpoint {path}: {e}") from None
 
@@ -124,7 +163,7 @@ def import_checkpoints(
     *,
     model: torch.nn.Module | None = None,
     steps: Literal["names", "order"] | Sequence[int] = "names",
-    dtype: str = "float32",
+    dtype: str | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> Path:
     """Build a run from checkpoint files.
@@ -133,11 +172,13 @@ def import_checkpoints(
         paths: files, directories or glob patterns (``"ckpt/epoch_*.pt"``); sorted naturally.
         run_dir: the run to create; must not exist yet.
         model: the model the checkpoints belong to; its trainable parameters define the
-            layout (recommended). Without it every floating tensor except BatchNorm
-            statistics is taken, in the file's order.
+            layout and its persistent buffers the recorded buffers (recommended). Without it
+            every floating tensor except BatchNorm statistics is a parameter, in the file's
+            order, and BatchNorm statistics and integer counters are the buffers.
         steps: ``"names"`` (the last number in each file name), ``"order"`` (0, 1, ...),
             or explicit step numbers.
-        dtype: storage dtype (``"float32"``, ``"float64"``, ``"float16"``).
+        dtype: parameter storage dtype (``"float32"``, ``"float64"``, ``"float16"``); default
+            float64 for float64 checkpoints, else float32.
         metadata: stored in ``run.json``.
 
     Returns:
@@ -154,25 +195,46 @@ def import_checkpoints(
         raise WeightspaceError(f"run_dir: {str(run_dir)!r} already exists; choose a new directory")
     step_list = _steps_for(files, steps)
     layout = ParamLayout.from_module(model) if model is not None else None
+    buffers = BufferLayout.from_module(model) if model is not None else None
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = run_dir.with_name(f".{run_dir.name}.importing-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    recorded: list[bool] = []
     try:
         (tmp / SNAPSHOTS).mkdir(parents=True)
         for f, step in zip(files, step_list):
             state = load_state_dict(f)
             if layout is None:
                 layout = ParamLayout.from_state_dict(_parameters_only(state))
+                buffers = BufferLayout.from_state_dict(_buffers_only(state))
+            state = _unprefix(state, layout)
+            if dtype is None:
+                dtype = "float64" if layout.dtype == "float64" else "float32"
             flat = _flatten(state, layout, f).to(
                 torch.float64 if dtype == "float64" else torch.float32
             )
+            bufs = _buffer_array(state, buffers, f)
+            recorded.append(bufs is not None)
+            if bufs is not None:
+                (tmp / BUFFERS).mkdir(exist_ok=True)
+                save_array(tmp / BUFFERS / snapshot_name(step), bufs, fsync=False)
             save_array(
                 tmp / SNAPSHOTS / snapshot_name(step),
                 flat.numpy().astype(dtype, copy=False),
                 fsync=False,
             )
+        if any(recorded) and not all(recorded):
+            bad = files[recorded.index(False)]
+            raise LayoutMismatchError(
+                f"checkpoint {bad}: holds no buffers (e.g. BatchNorm statistics) while other "
+                "checkpoints do; import checkpoints saved the same way"
+            )
         meta = {"imported_from": [str(f) for f in files], **dict(metadata or {})}
-        write_json(tmp / RUN_JSON, make_run_header(layout, every=1, dtype=dtype, metadata=meta))
+        header = make_run_header(layout, every=1, dtype=dtype, metadata=meta, buffers=buffers)
+        if buffers is not None and len(buffers) and not any(recorded):
+            header["buffers"] = None  # parameters only: eval-mode analyses say so
+            header["metadata"]["buffers_missing"] = "the checkpoints hold no buffers"
+        write_json(tmp / RUN_JSON, header)
         (tmp / "metrics.jsonl").write_text("")
         os.replace(tmp, run_dir)
     except BaseException:

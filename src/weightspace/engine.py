@@ -40,9 +40,11 @@ COMPILE_TOL = 1e-5  # compiled values must match plain eager within this (relati
 class PointEngine:
     """Evaluates points ``thetas: (m, n)`` to per-batch losses and correct counts.
 
-    Built from the objective's public pieces (``forward``, ``batch``, ``loss_fn``), so its
-    values are those of :meth:`Objective.evaluate`. ``__call__`` returns ``(m, F)`` float64
-    on the objective's device, ``F = B`` (losses) or ``2B`` (losses, then correct counts).
+    Built from the objective's public pieces (``forward_loss``, ``batch``), so its values are
+    those of :meth:`Objective.evaluate`. ``__call__`` returns ``(m, F)`` float64 on the
+    objective's device, ``F = B`` (losses) or ``2B`` (losses, then correct counts). With
+    ``states: (m, b)`` (flat buffer vectors in the objective's :attr:`buffer_layout`) each
+    point reads its own buffers instead of the objective's.
     """
 
     def __init__(
@@ -65,32 +67,56 @@ class PointEngine:
         if channels_last:
             batches = [(_channels_last(x), y) for x, y in batches]
         self.batches = batches
-        fn: Callable = self._point
-        if points_per_pass > 1:
-            fn = torch.func.vmap(fn, in_dims=(0, None, None))
-        self.fn = torch.compile(fn, dynamic=False) if compiled else fn
+        fns: dict[bool, Callable] = {}
+        for with_state in (False, True):
+            fn: Callable = self._point_with_state if with_state else self._point
+            if points_per_pass > 1:
+                dims = (0, 0, None, None) if with_state else (0, None, None)
+                fn = torch.func.vmap(fn, in_dims=dims)
+            fns[with_state] = torch.compile(fn, dynamic=False) if compiled else fn
+        self.fn, self.fn_state = fns[False], fns[True]
 
-    def _point(self, theta: torch.Tensor, inputs: Any, targets: torch.Tensor) -> torch.Tensor:
+    def _point_with_state(
+        self, theta: torch.Tensor, state: torch.Tensor, inputs: Any, targets: Any
+    ) -> torch.Tensor:
+        buffers = self.obj.buffer_layout.unflatten(state, dtype=theta.dtype)
+        return self._point(theta, inputs, targets, buffers)
+
+    def _point(
+        self,
+        theta: torch.Tensor,
+        inputs: Any,
+        targets: Any,
+        buffers: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         if self.precision == "bf16":
             with torch.autocast(device_type=theta.device.type, dtype=torch.bfloat16):
-                out = self.obj.forward(theta, inputs)
-                loss = self.obj.loss_fn(out, targets)
+                out, loss = self.obj.forward_loss(theta, inputs, targets, buffers=buffers)
         else:
-            out = self.obj.forward(theta, inputs)
-            loss = self.obj.loss_fn(out, targets)
-        if self.obj.problem.reduction == "sum":
-            loss = loss / len(targets)
+            out, loss = self.obj.forward_loss(theta, inputs, targets, buffers=buffers)
         loss = loss.reshape(()).to(torch.float64)
         if not self.classification:
             return loss.reshape(1)
         correct = (out.argmax(-1) == targets).sum().to(torch.float64)
         return torch.stack([loss, correct])
 
-    def __call__(self, thetas: torch.Tensor) -> torch.Tensor:
+    def __call__(self, thetas: torch.Tensor, states: torch.Tensor | None = None) -> torch.Tensor:
         outs = []
         with torch.inference_mode():
             for inputs, targets in self.batches:
-                if self.points_per_pass > 1:
+                if states is not None:
+                    if self.points_per_pass > 1:
+                        outs.append(self.fn_state(thetas, states, inputs, targets))
+                    else:
+                        outs.append(
+                            torch.stack(
+                                [
+                                    self.fn_state(t, s, inputs, targets)
+                                    for t, s in zip(thetas, states)
+                                ]
+                            )
+                        )
+                elif self.points_per_pass > 1:
                     outs.append(self.fn(thetas, inputs, targets))
                 else:
                     outs.append(torch.stack([self.fn(t, inputs, targets) for t in thetas]))
@@ -166,12 +192,14 @@ def build_engine(
     precision: Precision,
     channels_last: bool | None,
     points_per_pass: int,
+    probe_states: torch.Tensor | None = None,
 ) -> tuple[PointEngine, dict[str, Any], torch.Tensor]:
     """The engine for the loop, each option's measured deviation, and its probe rows.
 
     The plain engine evaluates the probe points (timing them for the compile decision);
     an engine with options evaluates them again and is compared with it. Returns the
     chosen engine, facts for the metadata and the chosen engine's rows for the probes.
+    ``probe_states``: the probes' buffers, when the points have their own.
     """
     if compile not in ("auto", "on", "off"):
         raise WeightspaceError(f"compile: expected 'auto', 'on' or 'off', got {compile!r}")
@@ -187,7 +215,7 @@ def build_engine(
     rows, times = [], []
     for k in range(len(probes)):  # the fastest probe: robust to other processes' load
         t0 = time.perf_counter()
-        rows.append(plain(probes[k : k + 1]))
+        rows.append(plain(probes[k : k + 1], _rows(probe_states, k)))
         _sync(probes.device)
         times.append(time.perf_counter() - t0)
     ref, t_point = torch.cat(rows), min(times)
@@ -216,14 +244,14 @@ def build_engine(
         t0 = time.perf_counter()
         try:
             engine = engine or PointEngine(objective, dtype, compiled=use, **options)
-            out = engine(probes)
+            out = engine(probes, probe_states)
         except Exception as e:  # a backend without a compiler: fall back, say why
             if not use:
                 raise
             logger.warning("torch.compile failed (%s); evaluating eagerly", e)
             why, use = f"torch.compile failed: {type(e).__name__}: {e}"[:200], False
             engine = PointEngine(objective, dtype, **options)
-            out = engine(probes)
+            out = engine(probes, probe_states)
         seconds = time.perf_counter() - t0 if use and fresh else 0.0
         dev = _deviation(ref, out, plain)
         if dev > COMPILE_TOL and (use or (auto_cl and channels_last)):
@@ -231,13 +259,17 @@ def build_engine(
             why, use = f"fast path deviation {dev:.1e} > {COMPILE_TOL}: not used", False
             options["channels_last"] = options["channels_last"] and not auto_cl
             engine = PointEngine(objective, dtype, **options)
-            out = engine(probes)
+            out = engine(probes, probe_states)
             dev = _deviation(ref, out, plain)
         if use:
             cache[key] = engine
     info.update(engine.describe(), compile_reason=why, channels_last_auto=auto_cl)
     info.update(compile_seconds=seconds, deviation_vs_plain=dev)
     return engine, info, out
+
+
+def _rows(states: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    return None if states is None else states[k : k + 1]
 
 
 def _deviation(ref: torch.Tensor, out: torch.Tensor, engine: PointEngine) -> float:
@@ -267,11 +299,15 @@ def evaluate_points(
     keep_checkpoint: bool = False,
     progress: bool = False,
     desc: str = "points",
+    state: Callable[[np.ndarray, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Evaluate ``n_points`` points, sharded over ranks, checkpointed and resumable.
 
     Args:
         write: ``write(indices, out)`` fills ``out[r]`` with the point ``indices[r]``.
+        state: ``state(indices, thetas) -> (m, b)`` float64 flat buffers of each point
+            (:attr:`Objective.buffer_layout`), when points read their own buffers
+            (interpolated, recomputed, or a run's snapshots); None: the objective's.
         key: fingerprint of the work (points, data, options) for checkpoint matching.
         checkpoint: path prefix of the per-rank partial files (None: no checkpoints).
         resume: continue from partial files of the same work.
@@ -288,6 +324,7 @@ def evaluate_points(
     probe_idx = np.unique([0, n_points - 1])
     probes = torch.empty((len(probe_idx), n), dtype=dtype, device=device)
     write(probe_idx, probes)
+    probe_states = None if state is None else _states(state, probe_idx, probes, device)
     n_fields = objective.n_batches * (2 if objective.metadata["task"] == "classification" else 1)
     done = np.zeros(n_points, dtype=bool)
     data = np.zeros((n_points, n_fields), dtype=np.float64)
@@ -309,6 +346,7 @@ def evaluate_points(
         precision=precision,
         channels_last=channels_last,
         points_per_pass=points_per_pass,
+        probe_states=probe_states,
     )
     pending: list[tuple[np.ndarray, torch.Tensor]] = []
     reuse = np.isin(probe_idx, todo)  # the probes are grid points: keep their values
@@ -340,8 +378,10 @@ def evaluate_points(
     with bar:
         for s in range(0, len(todo), m):
             idx = todo[s : s + m]
-            write(idx, buf[: len(idx)])
-            pending.append((idx, engine(buf[: len(idx)])))
+            pts = buf[: len(idx)]
+            write(idx, pts)
+            states = None if state is None else _states(state, idx, pts, device)
+            pending.append((idx, engine(pts, states)))
             since += len(idx)
             bar.update(len(idx))
             if checkpoint is not None and (
@@ -370,6 +410,15 @@ def evaluate_points(
         world_size=world,
     )
     return data, info
+
+
+def _states(
+    state: Callable[[np.ndarray, torch.Tensor], torch.Tensor],
+    idx: np.ndarray,
+    thetas: torch.Tensor,
+    device: torch.device,
+) -> torch.Tensor:
+    return torch.as_tensor(state(idx, thetas), dtype=torch.float64).to(device)
 
 
 def _owned(n_points: int, mine: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from . import parallel
+from .buffers import INTERPOLATION_RULE, RECOMPUTE_RULE, interpolated, recomputed
 from .directions import as_vector, cosine
 from .engine import aggregate, evaluate_points, resolve_channels_last
 from .errors import WeightspaceError
@@ -33,6 +34,7 @@ from .objective import Objective
 from .store import load_result, save_result
 
 logger = logging.getLogger(__name__)
+CENTRE_RULE = "the centre's at every point (the objective's buffers)"
 
 
 # ---------------------------------------------------------------------------- results
@@ -171,8 +173,10 @@ def _run(
     check: bool,
     options: Mapping[str, Any],
     desc: str,
+    state: Callable[[np.ndarray, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int, dict[str, Any]]:
-    """Evaluate ``n_points`` points written by ``write``; values, stderr, accuracy, info."""
+    """Evaluate ``n_points`` points written by ``write`` (reading the buffers ``state``
+    gives, when given); values, stderr, accuracy, info."""
     opts = dict(options)
     if check:
         objective.check()  # the objective reproduces the model's own loss
@@ -182,13 +186,14 @@ def _run(
     key = parallel.fingerprint(
         *key_parts,
         objective.metadata,
+        objective.buffer_vector(),
         str(c.dtype),
         [opts.get("precision", "full")],
         resolve_channels_last(objective, opts.get("channels_last")),
         opts.get("points_per_pass", 1),
     )
     data, info = evaluate_points(
-        objective, write, n_points, dtype=c.dtype, key=key, desc=desc, **opts
+        objective, write, n_points, dtype=c.dtype, key=key, desc=desc, state=state, **opts
     )
     info["center_loss"] = center_loss
     cls = objective.metadata["task"] == "classification"
@@ -225,18 +230,25 @@ def evaluate_plane(
     ys: Any,
     *,
     check: bool = True,
+    recompute_bn: bool = False,
     metadata: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> Surface:
     """The loss on the plane ``center + x*d1 + y*d2`` at every grid point.
 
+    Every point reads the objective's buffers (give it the centre's:
+    :func:`weightspace.buffers.at_snapshot`), or, with ``recompute_bn``, BatchNorm statistics
+    re-estimated at the point; the rule is in ``metadata["buffers_rule"]``.
+
     Args:
-        objective: the loss (model, data, mode).
+        objective: the loss (model, data, mode, buffers).
         center: ``(n,)``; its dtype (float32 or float64) is the evaluation dtype.
         d1, d2: ``(n,)`` directions (e.g. ``random_directions(...)[0]``).
         xs: ``(nx,)``, ys: ``(ny,)`` strictly increasing coordinates, both endpoints
             included (:func:`grid_axis`); any ``nx``, ``ny >= 2``.
         check: run the centre check and the determinism probe first.
+        recompute_bn: re-estimate BatchNorm statistics at every point (one pass over the
+            training data per point; :func:`weightspace.buffers.recompute_batchnorm`).
         metadata: extra facts to record (directions, runs, data subset).
         **options: ``compile`` ("auto" | "on" | "off"; auto compiles when the expected
             eager time repays the compilation, or a compiled engine exists), ``precision``
@@ -263,9 +275,10 @@ def evaluate_plane(
     gx, gy = np.meshgrid(xs, ys)  # (ny, nx): row-major point p = j*nx + i
     coeffs = np.stack([gx.ravel(), gy.ravel()], axis=1)
     write = _affine_writer(c, [v1, v2], coeffs)
-    key = (c, v1, v2, coeffs)
+    state, rule = (recomputed(objective), RECOMPUTE_RULE) if recompute_bn else (None, CENTRE_RULE)
+    key = (c, v1, v2, coeffs, rule)
     values, stderr, acc, n_bad, info = _run(
-        objective, c, write, len(coeffs), key, check, options, "surface"
+        objective, c, write, len(coeffs), key, check, options, "surface", state
     )
     shape = (len(ys), len(xs))
     meta = {
@@ -277,6 +290,7 @@ def evaluate_plane(
         "cosine": cosine(v1, v2),
         "engine": info,
         "n_nonfinite": n_bad,
+        "buffers_rule": rule if len(objective.buffer_layout) else "the model has no buffers",
         **dict(metadata or {}),
     }
     return Surface(
@@ -297,6 +311,8 @@ def evaluate_line(
     alphas: Any = None,
     *,
     check: bool = True,
+    end_buffers: Mapping[str, torch.Tensor] | None = None,
+    recompute_bn: bool = False,
     metadata: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> Line:
@@ -306,11 +322,18 @@ def evaluate_line(
     is ``start`` and alpha=1 is ``end``; the result carries the barrier height and the
     monotonicity verdict on [0, 1].
 
+    Every point reads the objective's buffers (the start's), or with ``end_buffers`` the
+    interpolation ``(1 - t)·B_start + t·B_end``, ``t = clip(alpha, 0, 1)``, so that both ends
+    are exact; or with ``recompute_bn`` statistics re-estimated at the point. The rule is in
+    ``metadata["buffers_rule"]``.
+
     Args:
-        objective: the loss.
+        objective: the loss (with the start's buffers).
         start: ``(n,)``; direction: ``(n,)``.
         alphas: ``(P,)`` strictly increasing; default ``linspace(-0.5, 1.5, 41)``.
-        check, metadata, **options: as in :func:`evaluate_plane`.
+        end_buffers: the end point's buffers (name -> tensor), e.g.
+            ``traj.buffers(-1)``.
+        check, recompute_bn, metadata, **options: as in :func:`evaluate_plane`.
 
     Returns:
         :class:`Line`.
@@ -319,8 +342,15 @@ def evaluate_line(
     c, (d,) = _prepare(objective, start, {"direction": direction})
     coeffs = alphas[:, None]
     write = _affine_writer(c, [d], coeffs)
+    state, rule, extra = None, CENTRE_RULE.replace("centre", "start"), None
+    if recompute_bn:
+        state, rule = recomputed(objective), RECOMPUTE_RULE
+    elif end_buffers is not None:
+        state, extra = interpolated(objective, end_buffers, alphas)
+        rule = INTERPOLATION_RULE
+    key = (c, d, coeffs, rule, extra)
     values, stderr, acc, n_bad, info = _run(
-        objective, c, write, len(alphas), (c, d, coeffs), check, options, "line"
+        objective, c, write, len(alphas), key, check, options, "line", state
     )
     barrier, monotonic = _barrier(alphas, values)
     meta = {
@@ -332,6 +362,7 @@ def evaluate_line(
         "n_nonfinite": n_bad,
         "barrier": barrier,
         "monotonic": monotonic,
+        "buffers_rule": rule if len(objective.buffer_layout) else "the model has no buffers",
         **dict(metadata or {}),
     }
     return Line(alphas, values, stderr, acc, n_bad, barrier, monotonic, meta)

@@ -3,15 +3,20 @@
 ``Objective(problem)(theta)`` is ``Σ_b N_b·L_b / N`` over a fixed evaluation set, whatever the
 batch sizes, computed with ``torch.func.functional_call`` so that the user's module is never
 mutated: its parameters, buffers, ``training`` flags and ``state_dict`` are as they were.
+The forward pass *and* the loss run inside one ``functional_call``, so a loss that reads the
+model's parameters (an L2 term over ``model.parameters()``) is evaluated at ``theta`` too.
 The model mode (``"eval"`` by default: BatchNorm running statistics, dropout off) is an
-explicit, recorded choice.
+explicit, recorded choice, and so are the buffers the model reads: the model's own, or those
+of a recorded snapshot (:meth:`Objective.with_buffers`), or statistics re-estimated at a point
+(:mod:`weightspace.buffers`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,11 +24,12 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from ._batches import Batch, as_batches, call_model, count, map_tensors
 from .errors import LayoutMismatchError, WeightspaceError
-from .layout import ParamLayout
+from .layout import BufferLayout, ParamLayout
 
 Mode = Literal["eval", "train"]
-Batch = tuple[Any, torch.Tensor]
+MODEL_BUFFERS = "model"  # buffers_source when the objective reads the model's own buffers
 
 
 @dataclass
@@ -33,10 +39,13 @@ class Problem:
     Args:
         model: the network; never modified by weightspace's analyses.
         loss_fn: ``loss_fn(outputs, targets) -> scalar``, the mean over the batch
-            (PyTorch's default reduction), or the sum with ``reduction="sum"``.
-        data: ``(X, y)`` tensors, or an iterable of ``(inputs, targets)`` batches (a
-            DataLoader without shuffling). Inputs may be a tensor, a tuple of tensors
-            (positional arguments) or a dict (keyword arguments).
+            (PyTorch's default reduction), or the sum with ``reduction="sum"``. It may read
+            the model's parameters (a regulariser): it runs with them set to the point.
+        data: ``(X, y)`` tensors (``X`` may also be a dict of tensors, ``y`` a tensor or a
+            dict of tensors, indexed by sample), or an iterable of ``(inputs, targets)``
+            batches (a DataLoader without shuffling). Inputs may be a tensor, a tuple of
+            tensors (positional arguments) or a dict (keyword arguments); targets a tensor or
+            a dict of tensors.
         test_data: optional held-out data in the same form.
         name: a label for captions and metadata.
         reduction: how ``loss_fn`` reduces over a batch.
@@ -83,50 +92,18 @@ class Evaluation:
     batch_losses: np.ndarray
 
 
-def _map_tensors(x: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    if isinstance(x, torch.Tensor):
-        return fn(x)
-    if isinstance(x, (tuple, list)):
-        return type(x)(_map_tensors(v, fn) for v in x)
-    if isinstance(x, dict):
-        return {k: _map_tensors(v, fn) for k, v in x.items()}
-    return x
+class _WithLoss(torch.nn.Module):
+    """The user's model and loss as one module, so that one ``functional_call`` covers both:
+    a loss that reads ``model.parameters()`` sees the point's tensors."""
 
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.model = model
+        object.__setattr__(self, "loss_fn", loss_fn)  # not a submodule: never re-registered
 
-def _as_batches(data: Any, batch_size: int | None, what: str) -> list[Batch]:
-    """Normalise ``(X, y)`` or an iterable of batches into a list of ``(inputs, targets)``."""
-    if (
-        isinstance(data, (tuple, list))
-        and len(data) == 2
-        and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in data)
-    ):
-        X, y = (torch.as_tensor(v) for v in data)
-        if y.ndim == 0 or len(X) != len(y):
-            raise WeightspaceError(
-                f"{what}: X has {len(X)} samples but y has shape {tuple(y.shape)}; give one "
-                "target per sample"
-            )
-        n = len(y)
-        if n == 0:
-            raise WeightspaceError(f"{what}: the data set is empty; give at least one sample")
-        size = n if batch_size is None else int(batch_size)
-        return [(X[a : a + size], y[a : a + size]) for a in range(0, n, size)]
-    if not isinstance(data, Iterable):
-        raise WeightspaceError(
-            f"{what}: expected (X, y) tensors or an iterable of (inputs, targets) batches, "
-            f"got {type(data).__name__}"
-        )
-    batches = []
-    for i, b in enumerate(data):
-        if not isinstance(b, (tuple, list)) or len(b) != 2:
-            raise WeightspaceError(
-                f"{what}: batch {i} is not an (inputs, targets) pair; "
-                "yield (inputs, targets) from the data iterable"
-            )
-        batches.append((b[0], torch.as_tensor(b[1])))
-    if not batches:
-        raise WeightspaceError(f"{what}: the data iterable yielded no batch")
-    return batches
+    def forward(self, inputs: Any, targets: Any, with_loss: bool = True) -> Any:
+        out = call_model(self.model, inputs)
+        return (out, self.loss_fn(out, targets)) if with_loss else out
 
 
 class Objective:
@@ -142,6 +119,10 @@ class Objective:
         batch_size: split ``(X, y)`` data into batches of this size (memory; the value
             does not depend on it). Default: one batch. Iterables keep their batches.
         device: where to stage the data; default the model's device.
+        buffers: the buffers the model reads (name -> tensor, e.g. a recorded snapshot's
+            BatchNorm statistics, :meth:`Trajectory.buffers`) instead of the model's own;
+            see :meth:`with_buffers`.
+        buffers_source: what ``buffers`` are, for the metadata (e.g. ``"run a step 100"``).
 
     Example:
         >>> X, y = torch.randn(10, 3, dtype=torch.float64), torch.randn(10, dtype=torch.float64)
@@ -161,6 +142,8 @@ class Objective:
         data: Any = None,
         batch_size: int | None = None,
         device: torch.device | str | None = None,
+        buffers: Mapping[str, torch.Tensor] | None = None,
+        buffers_source: str | None = None,
     ) -> None:
         if not isinstance(problem, Problem):
             raise WeightspaceError(
@@ -175,40 +158,117 @@ class Objective:
         self.loss_fn = problem.loss_fn
         self.mode: Mode = mode
         self.layout = layout or ParamLayout.from_module(self.model)
+        self.buffer_layout = BufferLayout.from_module(self.model)
         first = next(iter(self.model.parameters()))
         self.device = torch.device(device) if device is not None else first.device
         self.theta0 = self.layout.flatten(self.model).to(self.device).clone()
+        self._module = _WithLoss(self.model, self.loss_fn)
+        self._pnames = tuple(f"model.{n}" for n in self.layout.names)
         names = set(self.layout.names)
-        self._fixed = {n: p.detach() for n, p in self.model.named_parameters() if n not in names}
-        self._fixed.update({n: b.detach() for n, b in self.model.named_buffers()})
-        raw = _as_batches(problem.data if data is None else data, batch_size, "data")
+        self._model_state = {
+            n: p.detach() for n, p in self.model.named_parameters() if n not in names
+        }
+        self._model_state.update({n: b.detach() for n, b in self.model.named_buffers()})
+        raw = as_batches(problem.data if data is None else data, batch_size, "data")
         self._raw = [
-            (_map_tensors(x, lambda t: t.to(self.device)), y.to(self.device)) for x, y in raw
+            (
+                map_tensors(x, lambda t: t.to(self.device)),
+                map_tensors(y, lambda t: t.to(self.device)),
+            )
+            for x, y in raw
         ]
-        sizes = [len(y) for _, y in self._raw]
+        sizes = [count(x, y) for x, y in self._raw]
         self.batch_sizes = tuple(sizes)
         self.n_samples = int(sum(sizes))
         self.batch_weights = torch.tensor(sizes, dtype=torch.float64) / self.n_samples
-        self._cache: dict[torch.dtype, tuple[dict[str, torch.Tensor], list[Batch]]] = {}
+        self._batch_cache: dict[torch.dtype, list[Batch]] = {}  # shared by with_buffers copies
         self._classification = self._detect_classification()
+        self._set_buffers(buffers, buffers_source)
+
+    # ------------------------------------------------------------------ buffers
+    def _set_buffers(self, buffers: Mapping[str, torch.Tensor] | None, source: str | None) -> None:
+        self._state_cache: dict[torch.dtype, dict[str, torch.Tensor]] = {}
+        self._buffers = None if buffers is None else self._check_buffers(buffers, "buffers")
+        self.buffers_source = source or (MODEL_BUFFERS if buffers is None else "given buffers")
+        fixed = dict(self._model_state)
+        fixed.update(self._buffers or {})
+        self._fixed = fixed
+
+    def _check_buffers(
+        self, buffers: Mapping[str, torch.Tensor], what: str
+    ) -> dict[str, torch.Tensor]:
+        own = dict(self.model.named_buffers())
+        out = {}
+        for name, t in buffers.items():
+            if name not in own:
+                raise LayoutMismatchError(
+                    f"{what}: {name!r} is not a buffer of the model; use the buffers of a run "
+                    "of this model"
+                )
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(own[name].shape):
+                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise LayoutMismatchError(
+                    f"{what}: buffer {name!r} has shape {tuple(own[name].shape)} in the model, "
+                    f"got {shape}; use the buffers of a run of this model"
+                )
+            out[name] = t.detach().to(device=self.device, dtype=own[name].dtype)
+        return out
+
+    def with_buffers(
+        self, buffers: Mapping[str, torch.Tensor] | None, *, source: str | None = None
+    ) -> Objective:
+        """The same objective with the model reading ``buffers`` (name -> tensor).
+
+        The evaluation data are shared, not copied. ``None`` goes back to the model's own
+        buffers. Names must be buffers of the model; the ones not given keep the model's
+        values. ``source`` says what they are and is recorded in :attr:`metadata`.
+
+        Example:
+            >>> obj_t = obj.with_buffers(traj.buffers(i), source="run a step 100")  # doctest: +SKIP
+        """
+        new = copy.copy(self)
+        new.__dict__.pop("_weightspace_compiled_engines", None)  # they read the old buffers
+        new._set_buffers(buffers, source)
+        return new
+
+    def buffers(self) -> dict[str, torch.Tensor]:
+        """The persistent buffers the model reads here (:attr:`buffer_layout`'s names)."""
+        return {n: self._fixed[n] for n in self.buffer_layout.names}
+
+    def buffer_vector(self) -> torch.Tensor:
+        """The buffers the objective reads, flat float64 on the CPU (:attr:`buffer_layout`)."""
+        return self.buffer_layout.flatten(self._fixed)
 
     # ------------------------------------------------------------------ staging
     @property
     def n_batches(self) -> int:
         return len(self._raw)
 
-    def _staged(self, dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], list[Batch]]:
-        """Buffers, fixed parameters and batches cast to ``dtype`` (cached, once per dtype)."""
-        if dtype not in self._cache:
+    def _stage(self, raw: list[Batch], dtype: torch.dtype) -> list[Batch]:
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            t = t.to(self.device)
+            return t.to(dtype) if t.is_floating_point() else t
+
+        return [(map_tensors(x, cast), map_tensors(y, cast)) for x, y in raw]
+
+    def _state(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """Buffers and fixed parameters cast to ``dtype``, keyed for ``functional_call``."""
+        if dtype not in self._state_cache:
 
             def cast(t: torch.Tensor) -> torch.Tensor:
                 return t.to(dtype) if t.is_floating_point() else t
 
             # clones: train-mode BatchNorm writes running statistics into these, never the model's
-            state = {n: cast(t).clone() for n, t in self._fixed.items()}
-            batches = [(_map_tensors(x, cast), cast(y)) for x, y in self._raw]
-            self._cache[dtype] = (state, batches)
-        return self._cache[dtype]
+            self._state_cache[dtype] = {
+                f"model.{n}": cast(t).clone() for n, t in self._fixed.items()
+            }
+        return self._state_cache[dtype]
+
+    def _staged(self, dtype: torch.dtype) -> list[Batch]:
+        """The batches cast to ``dtype`` (cached, once per dtype)."""
+        if dtype not in self._batch_cache:
+            self._batch_cache[dtype] = self._stage(self._raw, dtype)
+        return self._batch_cache[dtype]
 
     @contextlib.contextmanager
     def _model_mode(self) -> Iterator[None]:
@@ -223,43 +283,73 @@ class Objective:
                 m.training = flag
 
     # ------------------------------------------------------------------ evaluation
-    def forward(self, theta: torch.Tensor | Mapping[str, torch.Tensor], inputs: Any) -> Any:
-        """The model's outputs at ``theta`` on ``inputs`` (pure; usable under torch.func).
-
-        ``theta`` is a flat ``(n,)`` vector in the layout, or a mapping from every layout
-        name to its tensor (then tensors that need no derivative can be passed as constants,
-        and autograd skips the work only they would need).
-        """
+    def _params(
+        self,
+        theta: torch.Tensor | Mapping[str, torch.Tensor],
+        buffers: Mapping[str, torch.Tensor] | None,
+    ) -> dict[str, torch.Tensor]:
         if isinstance(theta, Mapping):
             missing = [n for n in self.layout.names if n not in theta]
             if missing:
                 raise LayoutMismatchError(
                     f"theta: the mapping lacks {missing[0]!r}; give every name of the layout"
                 )
-            named, dtype = theta, theta[self.layout.names[0]].dtype
+            views, dtype = [theta[n] for n in self.layout.names], theta[self.layout.names[0]].dtype
         else:
-            named, dtype = self.layout.unflatten(theta), theta.dtype
-        state, _ = self._staged(dtype)
-        params = {**state, **named}
+            views, dtype = list(self.layout.unflatten(theta).values()), theta.dtype
+        params = dict(self._state(dtype))
+        if buffers:
+            params.update({f"model.{n}": t for n, t in buffers.items()})
+        params.update(zip(self._pnames, views))
+        return params
+
+    def forward(
+        self,
+        theta: torch.Tensor | Mapping[str, torch.Tensor],
+        inputs: Any,
+        *,
+        buffers: Mapping[str, torch.Tensor] | None = None,
+    ) -> Any:
+        """The model's outputs at ``theta`` on ``inputs`` (pure; usable under torch.func).
+
+        ``theta`` is a flat ``(n,)`` vector in the layout, or a mapping from every layout
+        name to its tensor (then tensors that need no derivative can be passed as constants,
+        and autograd skips the work only they would need). ``buffers`` (name -> tensor in
+        the compute dtype) override the objective's buffers for this call.
+        """
         with self._model_mode():
-            if isinstance(inputs, dict):
-                return functional_call(self.model, params, (), inputs)
-            args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-            return functional_call(self.model, params, args)
+            return functional_call(
+                self._module, self._params(theta, buffers), (inputs, None, False)
+            )
+
+    def forward_loss(
+        self,
+        theta: torch.Tensor | Mapping[str, torch.Tensor],
+        inputs: Any,
+        targets: Any,
+        *,
+        buffers: Mapping[str, torch.Tensor] | None = None,
+    ) -> tuple[Any, torch.Tensor]:
+        """``(outputs, mean batch loss)`` at ``theta``: forward and loss in one
+        ``functional_call``, so a loss that reads the model's parameters sees ``theta``."""
+        with self._model_mode():
+            out, loss = functional_call(
+                self._module, self._params(theta, buffers), (inputs, targets)
+            )
+        if self.problem.reduction == "sum":
+            loss = loss / count(inputs, targets)
+        return out, loss
 
     def batch(self, b: int, dtype: torch.dtype) -> Batch:
         """Batch ``b`` staged on the device in ``dtype``."""
-        return self._staged(dtype)[1][b]
+        return self._staged(dtype)[b]
 
     def batch_loss(self, theta: torch.Tensor | Mapping[str, torch.Tensor], b: int) -> torch.Tensor:
         """Mean loss of batch ``b`` at ``theta`` (differentiable; pure under torch.func).
         ``theta`` as in :meth:`forward`."""
         dtype = theta[self.layout.names[0]].dtype if isinstance(theta, Mapping) else theta.dtype
         inputs, targets = self.batch(b, dtype)
-        loss = self.loss_fn(self.forward(theta, inputs), targets)
-        if self.problem.reduction == "sum":
-            loss = loss / len(targets)
-        return loss
+        return self.forward_loss(theta, inputs, targets)[1]
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
         """Mean loss over the evaluation set, ``Σ_b (N_b/N)·L_b``: a scalar tensor."""
@@ -275,10 +365,7 @@ class Objective:
         with torch.no_grad():
             for b in range(self.n_batches):
                 inputs, targets = self.batch(b, theta.dtype)
-                out = self.forward(theta, inputs)
-                loss = self.loss_fn(out, targets)
-                if self.problem.reduction == "sum":
-                    loss = loss / len(targets)
+                out, loss = self.forward_loss(theta, inputs, targets)
                 losses.append(loss.reshape(()).to(torch.float64))
                 if self._classification:
                     correct.append((out.argmax(-1) == targets).sum().to(torch.float64))
@@ -296,7 +383,8 @@ class Objective:
     def _detect_classification(self) -> bool:
         _, targets = self._raw[0]
         return (
-            not targets.is_floating_point()
+            isinstance(targets, torch.Tensor)
+            and not targets.is_floating_point()
             and targets.ndim == 1
             and not targets.is_complex()
             and targets.dtype != torch.bool
@@ -309,17 +397,12 @@ class Objective:
         total = 0.0
         try:
             with torch.no_grad(), self._model_mode():
-                batches = self._staged(self.theta0.dtype)[1]  # data cast as at theta0
+                batches = self._staged(self.theta0.dtype)  # data cast as at theta0
                 for (inputs, targets), w in zip(batches, self.batch_weights.tolist()):
-                    if isinstance(inputs, dict):
-                        out = self.model(**inputs)
-                    elif isinstance(inputs, (tuple, list)):
-                        out = self.model(*inputs)
-                    else:
-                        out = self.model(inputs)
+                    out = call_model(self.model, inputs)
                     loss = self.loss_fn(out, targets)
                     if self.problem.reduction == "sum":
-                        loss = loss / len(targets)
+                        loss = loss / count(inputs, targets)
                     total += w * float(loss)
         finally:
             with torch.no_grad():
@@ -331,7 +414,8 @@ class Objective:
         """Determinism probe and centre check; run before a long loop.
 
         Evaluates twice at ``theta`` (default: the model's parameters) and requires equal
-        values; at the model's parameters also requires the model's own loss.
+        values; at the model's parameters also requires the model's own loss (with the
+        model's own buffers, whatever buffers this objective reads).
 
         Returns:
             the loss at ``theta``.
@@ -341,8 +425,9 @@ class Objective:
             data that reshuffles, parameters outside the layout).
         """
         at_centre = theta is None
+        probe = self.with_buffers(None) if at_centre and self._buffers is not None else self
         theta = self.theta0 if theta is None else theta
-        a, b = self.evaluate(theta).loss, self.evaluate(theta).loss
+        a, b = probe.evaluate(theta).loss, probe.evaluate(theta).loss
         if not math.isfinite(a):
             raise WeightspaceError(
                 f"theta: the loss is {a} there; check the point, the data and the model"
@@ -375,4 +460,5 @@ class Objective:
             "n_params": self.layout.numel,
             "device": str(self.device),
             "task": "classification" if self._classification else "other",
+            "buffers": self.buffers_source,
         }

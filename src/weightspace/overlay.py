@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .buffers import snapshot_states
 from .directions import as_vector, cosine
 from .errors import LayoutMismatchError, WeightspaceError
 from .landscape import PlaneTrajectory, _affine_writer, _prepare, _run
@@ -26,8 +27,9 @@ def points_losses(
     """Mean loss at each of ``points``, through the same engine as the grids.
 
     Args:
-        points: ``(T, n)`` tensor or array, or a :class:`~weightspace.Trajectory` (its
-            snapshots, read one at a time, in float32).
+        points: ``(T, n)`` tensor or array (each point reads the objective's buffers), or a
+            :class:`~weightspace.Trajectory` (its snapshots, read one at a time, in float32,
+            each with its own recorded buffers).
 
     Returns:
         ``(T,)`` float64 mean losses (NaN where not finite).
@@ -43,6 +45,7 @@ def points_losses(
 
         first = traj.theta(0)
         key: tuple[Any, ...] = (str(traj.path), traj.steps, np.asarray(traj.snapshot(-1)))
+        state = snapshot_states(objective, traj)
     else:
         t = points if isinstance(points, torch.Tensor) else torch.as_tensor(np.asarray(points))
         t = t.detach().reshape(1, -1) if t.ndim == 1 else t.detach()
@@ -54,12 +57,13 @@ def points_losses(
         dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
         t = t.to(dtype=dtype, device=objective.device)
         count, first, key = t.shape[0], t[0], (t,)
+        state = None
 
         def write(idx: np.ndarray, out: torch.Tensor) -> None:
             out.copy_(t[torch.as_tensor(idx, device=t.device)])
 
     c = as_vector(first, n, "points[0]", dtype=dtype, device=objective.device)
-    values, *_ = _run(objective, c, write, count, key, check, options, "points")
+    values, *_ = _run(objective, c, write, count, key, check, options, "points", state)
     return values
 
 
@@ -76,8 +80,11 @@ def trajectories_on_plane(
 ) -> tuple[PlaneTrajectory, ...]:
     """Runs drawn on a plane: coordinates, residuals, true loss beside the plane's loss.
 
+    The true loss of a recorded snapshot reads that snapshot's own buffers (BatchNorm
+    statistics); the loss at its projection reads the objective's, as the surface does.
+
     Args:
-        objective: the loss the surface shows.
+        objective: the loss the surface shows (with the surface's buffers).
         trajectories: :class:`~weightspace.Trajectory` objects or ``(T, n)`` arrays.
         center, d1, d2: the plane.
         names: labels (default: run directory names, or ``run0``, ``run1``, ...).

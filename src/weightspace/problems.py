@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -14,6 +15,19 @@ import torch
 from . import zoo
 from .errors import WeightspaceError
 from .objective import Problem
+
+
+@contextlib.contextmanager
+def _on_path(folder: str | None) -> Iterator[None]:
+    """``folder`` first on ``sys.path`` for the duration (nothing for None)."""
+    added = folder is not None and folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
 
 
 def _factory(spec: str) -> Callable[..., object]:
@@ -64,15 +78,18 @@ def load_problem(spec: str, *, seed: int | None = None) -> Problem:
     """
     if spec in zoo.PROBLEMS:
         return zoo.problem(spec, seed=0 if seed is None else seed)
-    fn = _factory(spec)
-    try:
-        takes_seed = "seed" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        takes_seed = False
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-        result = fn(seed=seed) if takes_seed and seed is not None else fn()
+    target = spec.rpartition(":")[0]
+    folder = str(Path(target).resolve().parent) if target.endswith(".py") else None
+    with _on_path(folder):  # as `python file.py` does: modules beside the file import
+        fn = _factory(spec)
+        try:
+            takes_seed = "seed" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            takes_seed = False
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            result = fn(seed=seed) if takes_seed and seed is not None else fn()
     if not isinstance(result, Problem):
         raise WeightspaceError(
             f"--problem: {spec!r} returned {type(result).__name__}, expected a "

@@ -1,8 +1,10 @@
 """Recorder: snapshots of a model's parameters during training, written off the training thread.
 
-The training thread only copies the parameters into one flat host array; a background thread
-writes it (temp file, fsync, rename) and appends the metrics line, so a crash at any moment
-leaves every completed snapshot intact and a ``metrics.jsonl`` whose torn last line is ignored.
+The training thread only copies the parameters (and the model's buffers: BatchNorm running
+statistics, spectral-norm vectors, ...) into flat host arrays; a background thread writes them
+(temp file, fsync, rename; the buffers before the parameters, so a snapshot on disk always has
+its buffers) and appends the metrics line, so a crash at any moment leaves every completed
+snapshot intact and a ``metrics.jsonl`` whose torn last line is ignored.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ import numpy as np
 import torch
 
 from .errors import WeightspaceError
-from .layout import NameFilter, ParamLayout
+from .layout import BufferLayout, NameFilter, ParamLayout, persistent_buffers
+from .optimizers import normalize_metadata
 from .store import (
+    BUFFERS,
     METRICS,
     RUN_JSON,
     SNAPSHOTS,
     STORAGE_DTYPES,
     fsync_dir,
+    header_to_json,
     make_run_header,
     read_run_header,
     save_array,
@@ -50,12 +55,15 @@ class Recorder:
     """Record a model's parameters every ``every`` steps into a run directory.
 
     Args:
-        model: the module being trained; only its trainable parameters are recorded.
+        model: the module being trained; its trainable parameters are the snapshot, and its
+            persistent buffers (BatchNorm running statistics, ...) are recorded beside it, so
+            that eval-mode analyses of the run use the statistics of that step.
         run_dir: the run directory; created if missing. An existing run is appended to
             after checking that its layout matches the model.
         every: keep steps with ``step % every == 0``.
-        dtype: storage dtype, ``"float32"`` (default), ``"float64"`` or ``"float16"``
-            (half the disk, ~3 significant digits).
+        dtype: parameter storage dtype, ``"float32"``, ``"float64"`` or ``"float16"`` (half
+            the disk, ~3 significant digits); default float64 for a float64 model, else
+            float32. Buffers are stored in float64 (exact).
         metadata: JSON-serialisable facts about the run (optimizer, lr, seeds, ...); merged
             into ``run.json``.
         include: record only parameters whose names match (glob pattern(s) or predicate).
@@ -76,7 +84,7 @@ class Recorder:
         run_dir: str | os.PathLike,
         *,
         every: int = 1,
-        dtype: str = "float32",
+        dtype: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         include: NameFilter = None,
         max_queue: int = 4,
@@ -84,6 +92,9 @@ class Recorder:
     ) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise WeightspaceError(f"every: expected a positive integer, got {every!r}")
+        self.layout = ParamLayout.from_module(model, include)
+        if dtype is None:
+            dtype = _existing_dtype(Path(run_dir)) or default_storage_dtype(self.layout)
         if dtype not in STORAGE_DTYPES:
             raise WeightspaceError(f"dtype: expected one of {STORAGE_DTYPES}, got {dtype!r}")
         if max_queue < 1:
@@ -96,8 +107,10 @@ class Recorder:
         self.path = Path(run_dir)
         self.every = every
         self.dtype = dtype
-        self.layout = ParamLayout.from_module(model, include)
         self._params = [dict(model.named_parameters())[n] for n in self.layout.names]
+        buffers = persistent_buffers(model)
+        self.buffer_layout = BufferLayout.from_state_dict(buffers)
+        self._buffers = list(buffers.values())
         self._fsync = fsync
         self._open_run(metadata)
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
@@ -112,7 +125,14 @@ class Recorder:
     def _open_run(self, metadata: Mapping[str, Any] | None) -> None:
         if (self.path / RUN_JSON).exists():
             header = read_run_header(self.path)
-            header["layout"].check_compatible(self.layout, what=f"run {str(self.path)!r}")
+            where = f"run {str(self.path)!r}"
+            header["layout"].check_compatible(self.layout, what=where)
+            if header["buffers"] is None:
+                raise WeightspaceError(
+                    f"run_dir: {where} has no recorded buffers (an older weightspace, or "
+                    "checkpoints without them); record into a new directory"
+                )
+            header["buffers"].check_compatible(self.buffer_layout, what=where)
             stored = header.get("recorder", {}).get("dtype", "float32")
             if stored != self.dtype:
                 raise WeightspaceError(
@@ -120,18 +140,26 @@ class Recorder:
                     "append with the same dtype"
                 )
             if metadata:
-                header["metadata"] = {**header.get("metadata", {}), **dict(metadata)}
-                header["layout"] = header["layout"].to_dict()
-                write_json(self.path / RUN_JSON, header)
+                merged = {**header.get("metadata", {}), **dict(metadata)}
+                header["metadata"] = normalize_metadata(merged)
+                write_json(self.path / RUN_JSON, header_to_json(header))
         else:
             if self.path.exists() and not self.path.is_dir():
                 raise WeightspaceError(f"run_dir: {str(self.path)!r} is a file; give a directory")
             self.path.mkdir(parents=True, exist_ok=True)
             write_json(
                 self.path / RUN_JSON,
-                make_run_header(self.layout, every=self.every, dtype=self.dtype, metadata=metadata),
+                make_run_header(
+                    self.layout,
+                    every=self.every,
+                    dtype=self.dtype,
+                    metadata=metadata,
+                    buffers=self.buffer_layout,
+                ),
             )
         (self.path / SNAPSHOTS).mkdir(exist_ok=True)
+        if len(self.buffer_layout):
+            (self.path / BUFFERS).mkdir(exist_ok=True)
 
     # ------------------------------------------------------------------ training thread
     def wants(self, step: int) -> bool:
@@ -156,10 +184,11 @@ class Recorder:
         if not self.wants(step):
             return False
         flat = self.snapshot_array()
+        bufs = self.buffer_array() if self._buffers else None
         line = {"step": int(step)}
         for k, v in metrics.items():
             line[k] = float(v.item() if isinstance(v, torch.Tensor) else v)
-        self._put((int(step), flat, line))
+        self._put((int(step), flat, bufs, line))
         return True
 
     def snapshot_array(self) -> np.ndarray:
@@ -171,6 +200,14 @@ class Recorder:
         if flat.dtype == torch.bfloat16:
             flat = flat.float()
         return flat.numpy().astype(self.dtype, copy=False)
+
+    def buffer_array(self) -> np.ndarray:
+        """The current buffers as one flat float64 host array (:class:`BufferLayout`)."""
+        with torch.no_grad():
+            parts = [
+                b.detach().reshape(-1).to(device="cpu", dtype=torch.float64) for b in self._buffers
+            ]
+            return torch.cat(parts).numpy()
 
     def _put(self, item: Any) -> None:
         while True:
@@ -195,7 +232,14 @@ class Recorder:
                 if item is _STOP:
                     return
                 if self._error is None:
-                    step, flat, line = item
+                    step, flat, bufs, line = item
+                    if bufs is not None:  # first: a snapshot on disk always has its buffers
+                        save_array(
+                            self.path / BUFFERS / snapshot_name(step),
+                            bufs,
+                            fsync=self._fsync,
+                            fsync_parent=False,
+                        )
                     save_array(
                         self.path / SNAPSHOTS / snapshot_name(step),
                         flat,
@@ -228,6 +272,8 @@ class Recorder:
             except OSError:
                 pass
             fsync_dir(self.path / SNAPSHOTS)
+            if self._buffers:
+                fsync_dir(self.path / BUFFERS)
         self._metrics_file.close()
         self._raise_if_failed()
 
@@ -243,3 +289,15 @@ class Recorder:
                 self.close()
         except Exception:
             pass
+
+
+def default_storage_dtype(layout: ParamLayout) -> str:
+    """float64 for a float64 model (nothing lost), else float32."""
+    return "float64" if layout.dtype == "float64" else "float32"
+
+
+def _existing_dtype(run_dir: Path) -> str | None:
+    """The storage dtype of the run being appended to, if there is one."""
+    if not (run_dir / RUN_JSON).is_file():
+        return None
+    return read_run_header(run_dir).get("recorder", {}).get("dtype")

@@ -35,10 +35,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .buffers import at_snapshot
 from .directions import random_directions
 from .errors import WeightspaceError
 from .layout import ParamLayout
 from .objective import Objective, Problem
+from .optimizers import canonical_name
 from .store import STORAGE_DTYPES, list_snapshots, write_json
 from .train import OPTIMIZERS, OptimizerName, _validate, train
 from .trajectory import Trajectory
@@ -163,9 +165,11 @@ def _training_settings(traj: Trajectory, overrides: dict[str, Any]) -> dict[str,
         out[key] = fallback if value is None else value
     every = overrides["every"] if overrides["every"] is not None else traj.recorder.get("every")
     out["every"] = int(every) if every is not None else 1
+    out["optimizer"] = canonical_name(out["optimizer"]) or out["optimizer"]
     if out["optimizer"] not in OPTIMIZERS:
         raise WeightspaceError(
-            f"optimizer: expected one of {OPTIMIZERS}, got {out['optimizer']!r}; pass optimizer="
+            f"optimizer: the run was trained with {out['optimizer']!r}, which weightspace cannot "
+            f"build; pass optimizer= (--optimizer) one of {', '.join(OPTIMIZERS)}"
         )
     out["lr"], out["momentum"] = float(out["lr"]), float(out["momentum"])
     out["weight_decay"], out["batch_size"] = float(out["weight_decay"]), int(out["batch_size"])
@@ -241,8 +245,9 @@ def jump_and_retrain(
 
     Args:
         problem: the model, loss and training data of the original run (its layout must
-            match the run's). Its model's weights are overwritten; its buffers (BatchNorm
-            statistics) are restored before every retraining.
+            match the run's). Its model's weights and buffers are overwritten: every
+            retraining starts from ``theta* + s·d`` with the buffers (BatchNorm statistics)
+            recorded at ``theta*`` (the model's own for a run that recorded none).
         run: the original run.
         out: the sampling directory (created; an existing one with the same settings is
             resumed, and may gain new sizes or seeds: only their runs are trained).
@@ -318,11 +323,13 @@ def jump_and_retrain(
     manifest = _open_manifest(out, settings)
 
     param = next(problem.model.parameters())
-    buffers = {n: b.detach().clone() for n, b in problem.model.named_buffers()}
+    base = Objective(problem, mode="eval")
+    buffers = traj.buffers(i)
+    if buffers is None:  # a run without recorded buffers: the model's own, as before
+        buffers = {n: b.detach().clone() for n, b in problem.model.named_buffers()}
     theta_star = traj.theta(i, dtype=torch.float64)
-    objective = Objective(problem, mode="eval")
     with torch.no_grad():
-        origin_loss = float(objective(theta_star.to(param.dtype)))
+        origin_loss = float(at_snapshot(base, traj, i)(theta_star.to(param.dtype)))
     expected = list(range(origin_step, origin_step + retrain_steps + 1, step_every))
     pairs = [(s, k) for s in sizes for k in seeds]
     records, skipped = [], []
@@ -355,9 +362,6 @@ def jump_and_retrain(
             "normalization": "filter",
             "ignore": "biasbn",
         }
-        with torch.no_grad():
-            for n, b in problem.model.named_buffers():
-                b.copy_(buffers[n])
         train(
             problem,
             run_dir,
@@ -367,6 +371,7 @@ def jump_and_retrain(
             every=step_every,
             data_seed=seed if data_seed is None else data_seed,
             start_theta=theta_star + size * d,
+            start_buffers=buffers,
             start_step=origin_step,
             dtype=dtype,
             metadata={"label": f"jump {size:g} seed {seed}", "jump": facts},
@@ -374,8 +379,8 @@ def jump_and_retrain(
         )
         done = Trajectory.load(run_dir)
         with torch.no_grad():
-            start_loss = float(objective(done.theta(0, dtype=param.dtype)))
-            final_loss = float(objective(done.theta(-1, dtype=param.dtype)))
+            start_loss = float(at_snapshot(base, done, 0)(done.theta(0, dtype=param.dtype)))
+            final_loss = float(at_snapshot(base, done, -1)(done.theta(-1, dtype=param.dtype)))
         entry = {**facts, "start_loss": start_loss, "final_loss": final_loss}
         manifest["runs"][name] = entry
         write_json(out / MANIFEST, manifest)

@@ -2,9 +2,14 @@
 
 A run is a directory, robust to ``kill -9``::
 
-    RUN/run.json                  format_version, version, layout, recorder config, metadata
+    RUN/run.json                  format_version, version, layout, buffer layout, recorder
+                                  config, metadata
+    RUN/buffers/<step:09d>.npy    the model's buffers at that step (BatchNorm statistics, ...),
+                                  one flat float64 vector; written before the snapshot
     RUN/snapshots/<step:09d>.npy  flat parameter vector (temp name, fsync, rename)
     RUN/metrics.jsonl             one JSON object per recorded step; a torn last line is ignored
+
+Format 1 (weightspace before buffers were recorded) is still read: its runs have no buffers.
 
 Results are ``NAME.npz`` (``allow_pickle=False``) with a ``NAME.json`` sidecar.
 """
@@ -24,12 +29,16 @@ import numpy as np
 
 from ._version import __version__
 from .errors import CorruptRunError, WeightspaceError
-from .layout import ParamLayout
+from .layout import BufferLayout, ParamLayout
+from .optimizers import normalize_metadata
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: no buffers recorded
+RESULT_FORMAT_VERSION = 1
 RUN_JSON = "run.json"
 METRICS = "metrics.jsonl"
 SNAPSHOTS = "snapshots"
+BUFFERS = "buffers"
 SNAPSHOT_RE = re.compile(r"^(\d{9,})\.npy$")
 STORAGE_DTYPES = ("float16", "float32", "float64")
 
@@ -140,24 +149,58 @@ def read_run_header(run_dir: str | os.PathLike) -> dict[str, Any]:
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise CorruptRunError(f"{header_path}: unreadable run header ({e})") from None
     version = header.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CorruptRunError(
-            f"{header_path}: format_version {version!r} is not supported (expected "
-            f"{FORMAT_VERSION}); upgrade weightspace"
+            f"{header_path}: format_version {version!r} is not supported (expected one of "
+            f"{READABLE_VERSIONS}); upgrade weightspace"
         )
+    for key in ("metadata", "recorder"):
+        if not isinstance(header.setdefault(key, {}), dict):
+            raise CorruptRunError(
+                f"{header_path}: {key!r} must be a JSON object, got "
+                f"{type(header[key]).__name__}; restore the file or re-record the run"
+            )
+    buffers = header.get("buffers") if version >= 2 else None
+    if buffers is not None:  # None: not recorded (format 1, or checkpoints without them)
+        if not isinstance(buffers, Mapping):
+            raise CorruptRunError(f"{header_path}: 'buffers' must be a buffer layout record")
+        try:
+            buffers = BufferLayout.from_dict(buffers)
+        except WeightspaceError as e:
+            raise CorruptRunError(f"{header_path}: {e}") from None
+    header["buffers"] = buffers
     return header
 
 
 def make_run_header(
-    layout: ParamLayout, *, every: int, dtype: str, metadata: Mapping[str, Any] | None
+    layout: ParamLayout,
+    *,
+    every: int,
+    dtype: str,
+    metadata: Mapping[str, Any] | None,
+    buffers: BufferLayout | None = None,
 ) -> dict[str, Any]:
+    """A ``run.json`` header; ``buffers`` None: a model without buffers."""
+    buffers = buffers if buffers is not None else BufferLayout((), (), ())
     return {
         "format_version": FORMAT_VERSION,
         "weightspace_version": __version__,
         "layout": layout.to_dict(),
+        "buffers": buffers.to_dict(),
         "recorder": {"every": int(every), "dtype": dtype},
-        "metadata": dict(metadata or {}),
+        "metadata": normalize_metadata(metadata or {}),
     }
+
+
+def header_to_json(header: Mapping[str, Any]) -> dict[str, Any]:
+    """A header read by :func:`read_run_header`, back in its JSON form."""
+    out = dict(header)
+    out["layout"] = header["layout"].to_dict()
+    if header.get("buffers") is not None:
+        out["buffers"] = header["buffers"].to_dict()
+    else:
+        out.pop("buffers", None)
+    return out
 
 
 # ---------------------------------------------------------------------------- snapshots
@@ -288,7 +331,7 @@ def save_result(
         np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
     sidecar = {
         "kind": kind,
-        "format_version": FORMAT_VERSION,
+        "format_version": RESULT_FORMAT_VERSION,
         "weightspace_version": __version__,
         **dict(meta or {}),
     }

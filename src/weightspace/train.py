@@ -6,34 +6,61 @@ shuffles" and "clones after partial training" (Lipton 2016) are one flag each.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from ._batches import call_model, minibatches
 from .errors import WeightspaceError
 from .layout import ParamLayout
-from .objective import Problem, _as_batches
+from .objective import Problem
+from .optimizers import canonical_name
 from .record import Recorder
 from .trajectory import Trajectory
 
-OptimizerName = Literal["sgd", "adam", "adamw"]
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OptimizerName = str  # a torch.optim optimizer, by its lower-case name ("sgd", "adamw", ...)
+_NEEDS_CLOSURE = ("lbfgs", "sparseadam")
+
+
+def _torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
+    found = {}
+    for name, cls in vars(torch.optim).items():
+        if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer):
+            key = canonical_name(name)
+            if cls is not torch.optim.Optimizer and key not in _NEEDS_CLOSURE:
+                found[key] = cls
+    return dict(sorted(found.items()))
+
+
+TORCH_OPTIMIZERS = _torch_optimizers()
+OPTIMIZERS = tuple(TORCH_OPTIMIZERS)
 
 
 def make_optimizer(
     params, name: OptimizerName, lr: float, momentum: float, weight_decay: float
 ) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise WeightspaceError(f"optimizer: expected one of {OPTIMIZERS}, got {name!r}")
+    """The ``torch.optim`` optimizer ``name`` (canonical or class name: ``"SGD"`` works) with
+    ``lr``, ``weight_decay`` and, where it has one, ``momentum``."""
+    key = canonical_name(name)
+    if key not in TORCH_OPTIMIZERS:
+        raise WeightspaceError(f"optimizer: expected one of {OPTIMIZERS}, got {name!r}")
+    cls = TORCH_OPTIMIZERS[key]
+    accepts = inspect.signature(cls.__init__).parameters
+    kwargs: dict[str, Any] = {"lr": lr}
+    if "weight_decay" in accepts:
+        kwargs["weight_decay"] = weight_decay
+    elif weight_decay:
+        raise WeightspaceError(f"weight_decay: optimizer {key!r} has none; leave it at 0")
+    if "momentum" in accepts:
+        kwargs["momentum"] = momentum
+    elif momentum:
+        raise WeightspaceError(f"momentum: optimizer {key!r} has none; leave it at 0")
+    return cls(params, **kwargs)
 
 
 def _validate(**values: float) -> None:
@@ -65,8 +92,9 @@ def train(
     data_seed: int = 0,
     init_from: tuple[str | os.PathLike, int | None] | None = None,
     start_theta: torch.Tensor | None = None,
+    start_buffers: Mapping[str, torch.Tensor] | None = None,
     start_step: int = 0,
-    dtype: str = "float32",
+    dtype: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     progress: bool = False,
 ) -> Path:
@@ -76,8 +104,9 @@ def train(
     after ``s`` optimizer updates. Each record carries the minibatch ``loss`` and ``acc``.
 
     Args:
-        problem: model, loss and training data (``(X, y)`` tensors are shuffled with
-            ``data_seed`` every epoch; an iterable of batches is cycled as given).
+        problem: model, loss and training data (``(X, y)`` tensors, or dicts of them, are
+            shuffled with ``data_seed`` every epoch; an iterable of batches is cycled as
+            given). Inputs may be tensors, tuples or dicts, targets tensors or dicts.
         run_dir: the run directory to write; must not exist.
         optimizer, lr, momentum, weight_decay: the update rule.
         batch_size: minibatch size for ``(X, y)`` data.
@@ -85,12 +114,15 @@ def train(
         every: record every ``every`` steps.
         data_seed: seed of the data order, separate from the initialisation.
         init_from: ``(run_dir, step)`` to start from a recorded point (``step=None``: the
-            last); numbering continues from that step.
+            last), its buffers (BatchNorm statistics) included; numbering continues from
+            that step.
         start_theta: ``(n,)`` a flat parameter vector to start from instead of the model's
             current weights (laid out as ``ParamLayout.from_module(problem.model)``);
             exclusive with ``init_from``.
+        start_buffers: the model's buffers to start from (name -> tensor), with
+            ``start_theta``.
         start_step: the step number of ``start_theta``; numbering continues from it.
-        dtype: snapshot storage dtype.
+        dtype: snapshot storage dtype (default: float64 for a float64 model, else float32).
         metadata: extra facts for ``run.json``.
         progress: show a progress bar.
 
@@ -114,6 +146,7 @@ def train(
         raise WeightspaceError(f"start_step: expected a non-negative integer, got {start_step!r}")
     model = problem.model
     start = 0
+    optimizer = canonical_name(optimizer) or optimizer
     meta: dict[str, Any] = {
         "problem": problem.name,
         "optimizer": optimizer,
@@ -132,9 +165,7 @@ def train(
         parent.layout.check_compatible(
             ParamLayout.from_module(model), what=f"--init-from {init_from[0]}"
         )
-        with torch.no_grad():
-            for name, value in parent.layout.unflatten(theta).items():
-                dict(model.named_parameters())[name].copy_(value)
+        _load_point(model, parent.layout.unflatten(theta), parent.buffers(i))
         meta.update(init_from=str(init_from[0]), init_step=start)
     elif start_theta is not None:
         layout = ParamLayout.from_module(model)
@@ -143,12 +174,10 @@ def train(
                 f"start_theta: expected a flat vector of shape ({layout.numel},), got "
                 f"{tuple(start_theta.shape)}; lay it out like the model's parameters"
             )
-        with torch.no_grad():
-            for name, value in layout.unflatten(start_theta.detach()).items():
-                dict(model.named_parameters())[name].copy_(value)
+        _load_point(model, layout.unflatten(start_theta.detach()), start_buffers)
         start = start_step
     meta.update(metadata or {})
-    batches = _batch_stream(problem.data, batch_size, data_seed)
+    batches = minibatches(problem.data, batch_size, data_seed)
     opt = make_optimizer(model.parameters(), optimizer, lr, momentum, weight_decay)
     model.train()
     with Recorder(model, run_dir, every=every, dtype=dtype, metadata=meta) as rec:
@@ -163,7 +192,7 @@ def train(
         for step in bar:
             inputs, targets = next(batches)
             opt.zero_grad(set_to_none=True)
-            out = model(inputs)
+            out = call_model(model, inputs)
             loss = problem.loss_fn(out, targets)
             loss.backward()
             opt.step()
@@ -179,26 +208,28 @@ def train(
     return run_dir
 
 
-def _accuracy(out: torch.Tensor, targets: torch.Tensor) -> float | None:
-    if out.ndim == 2 and not targets.is_floating_point() and targets.ndim == 1:
+def _load_point(
+    model: torch.nn.Module,
+    params: Mapping[str, torch.Tensor],
+    buffers: Mapping[str, torch.Tensor] | None,
+) -> None:
+    """Set the model's parameters (and buffers, when given) to a recorded point."""
+    named, own = dict(model.named_parameters()), dict(model.named_buffers())
+    with torch.no_grad():
+        for name, value in params.items():
+            named[name].copy_(value)
+        for name, value in (buffers or {}).items():
+            if name in own:
+                own[name].copy_(value)
+
+
+def _accuracy(out: Any, targets: Any) -> float | None:
+    if (
+        isinstance(out, torch.Tensor)
+        and isinstance(targets, torch.Tensor)
+        and out.ndim == 2
+        and not targets.is_floating_point()
+        and targets.ndim == 1
+    ):
         return float((out.argmax(-1) == targets).float().mean())
     return None
-
-
-def _batch_stream(data: Any, batch_size: int, seed: int):
-    """Endless minibatches: shuffled ``(X, y)`` epochs, or the user's batches cycled."""
-    if (
-        isinstance(data, (tuple, list))
-        and len(data) == 2
-        and all(isinstance(v, torch.Tensor) for v in data)
-    ):
-        X, y = data
-        gen = torch.Generator().manual_seed(int(seed))
-        while True:
-            order = torch.randperm(len(y), generator=gen)
-            for a in range(0, len(y) - batch_size + 1 if len(y) >= batch_size else 1, batch_size):
-                idx = order[a : a + batch_size]
-                yield X[idx], y[idx]
-    batches = _as_batches(data, None, "data")
-    while True:
-        yield from batches

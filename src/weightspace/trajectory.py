@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import WeightspaceError
-from .layout import ParamLayout
+from .errors import CorruptRunError, WeightspaceError
+from .layout import BufferLayout, ParamLayout
+from .optimizers import normalize_metadata
 from .store import (
+    BUFFERS,
     METRICS,
     check_snapshot_header,
     list_snapshots,
@@ -50,6 +52,8 @@ class Trajectory:
         metadata: dict[str, Any],
         recorder: dict[str, Any],
         metric_records: list[dict[str, Any]],
+        buffer_layout: BufferLayout | None = None,
+        format_version: int = 2,
     ) -> None:
         self.path = path
         self.layout = layout
@@ -60,6 +64,8 @@ class Trajectory:
         self.recorder = recorder
         self._metric_records = metric_records
         self._maps: dict[int, np.ndarray] = {}
+        self.buffer_layout = buffer_layout
+        self.format_version = format_version
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -86,9 +92,18 @@ class Trajectory:
             raise WeightspaceError(
                 f"run {str(path)!r} has no snapshots yet; record at least one step"
             )
+        buffers: BufferLayout | None = header["buffers"]
         if validate:
             for _, f in found:
                 check_snapshot_header(f, layout.numel, storage)
+                if buffers is not None and len(buffers):
+                    bf = path / BUFFERS / f.name
+                    if not bf.is_file():
+                        raise CorruptRunError(
+                            f"buffers {bf}: missing for snapshot {f.name}; the run is damaged, "
+                            "re-record it"
+                        )
+                    check_snapshot_header(bf, buffers.numel, np.dtype(np.float64))
         steps = np.array([s for s, _ in found], dtype=np.int64)
         return cls(
             path,
@@ -96,9 +111,11 @@ class Trajectory:
             steps,
             [f for _, f in found],
             storage,
-            header.get("metadata", {}),
+            normalize_metadata(header.get("metadata", {})),
             recorder,
             read_metrics(path / METRICS),
+            buffers,
+            int(header["format_version"]),
         )
 
     # ------------------------------------------------------------------ basic access
@@ -175,6 +192,44 @@ class Trajectory:
         for i in range(len(self)):
             out[i] = self.snapshot(i)
         return out
+
+    # ------------------------------------------------------------------ buffers
+    @property
+    def records_buffers(self) -> bool:
+        """Whether the run recorded its model's buffers (format 2; False for older runs)."""
+        return self.buffer_layout is not None
+
+    def buffers(
+        self,
+        i: int,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str = "cpu",
+    ) -> dict[str, torch.Tensor] | None:
+        """The model's buffers at snapshot ``i`` (BatchNorm statistics, ...), each in its own
+        dtype (floating ones in ``dtype`` when given); ``{}`` for a model without buffers and
+        None when the run did not record them (format 1)."""
+        if self.buffer_layout is None:
+            return None
+        if not len(self.buffer_layout):
+            return {}
+        return self.buffer_layout.unflatten(self.buffer_array(i), dtype=dtype, device=device)
+
+    def buffer_array(self, i: int) -> np.ndarray:
+        """Snapshot ``i``'s buffers as one flat float64 array (:class:`BufferLayout`)."""
+        if self.buffer_layout is None:
+            raise WeightspaceError(
+                f"run {str(self.path)!r} has no recorded buffers (written by an older "
+                "weightspace, format 1)"
+            )
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"snapshot index {i} out of range for {len(self)} snapshots")
+        f = self.path / BUFFERS / self._files[i % len(self)].name
+        if not f.is_file():
+            raise CorruptRunError(
+                f"buffers {f}: missing for a recorded snapshot; the run is damaged, re-record it"
+            )
+        return np.array(load_snapshot(f, self.buffer_layout.numel, np.dtype(np.float64)))
 
     # ------------------------------------------------------------------ streaming
     def iter_columns(

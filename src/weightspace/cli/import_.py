@@ -26,8 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--out", required=True, help="run directory to create")
     p.add_argument(
         "--problem",
-        help="the model the checkpoints belong to (defines the layout); "
-        "without it every floating tensor except BatchNorm statistics is taken",
+        help="the model the checkpoints belong to (defines the layout and the buffers); "
+        "without it every floating tensor except BatchNorm statistics is a parameter",
     )
     p.add_argument(
         "--steps",
@@ -35,7 +35,11 @@ def add_parser(sub) -> None:
         default="names",
         help="steps from the last number in each file name, or 0, 1, 2, ...",
     )
-    p.add_argument("--dtype", choices=STORAGE_DTYPES, default="float32")
+    p.add_argument(
+        "--dtype",
+        choices=STORAGE_DTYPES,
+        help="parameter storage dtype (default: float64 for float64 checkpoints, else float32)",
+    )
     p.set_defaults(func=run)
 
 

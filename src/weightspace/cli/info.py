@@ -48,6 +48,10 @@ def summarize(traj: Trajectory) -> dict[str, Any]:
         "parameters": traj.n_params,
         "tensors": len(traj.layout),
         "storage_dtype": str(traj.storage_dtype),
+        "format_version": traj.format_version,
+        "buffers": None
+        if traj.buffer_layout is None
+        else {"tensors": len(traj.buffer_layout), "values": traj.buffer_layout.numel},
         "bytes_on_disk": traj.nbytes,
         "metrics": metrics,
         "metadata": traj.metadata,
@@ -73,6 +77,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"parameters {s['parameters']:,} in {s['tensors']} tensors, "
             f"stored as {s['storage_dtype']}"
         )
+        b = s["buffers"]
+        if b is None:
+            print("buffers    not recorded (format 1): eval-mode analyses use the problem's")
+        elif b["tensors"]:
+            print(f"buffers    {b['values']:,} values in {b['tensors']} tensors, at every snapshot")
         print(f"on disk    {_size(s['bytes_on_disk'])}")
         for name, m in s["metrics"].items():
             print(

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .. import parallel
+from ..buffers import at_snapshot
 from ..directions import interpolation_directions, load_directions, random_directions
 from ..errors import WeightspaceError
 from ..landscape import evaluate_line, grid_axis, save_line
@@ -61,15 +62,15 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _point(spec: str, dtype: torch.dtype, device, default: int) -> tuple[torch.Tensor, dict]:
+def _point(
+    spec: str, dtype: torch.dtype, device, default: int
+) -> tuple[torch.Tensor, dict, Trajectory, int]:
     path, step = parse_run_step(spec)
     traj = Trajectory.load(path)
     i = default if step is None else traj.index_of(step)
     i %= len(traj)
-    return traj.theta(i, dtype=dtype, device=device), {
-        "run": str(traj.path),
-        "step": int(traj.steps[i]),
-    }
+    info = {"run": str(traj.path), "step": int(traj.steps[i])}
+    return traj.theta(i, dtype=dtype, device=device), info, traj, i
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -84,13 +85,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         trajs.append(Trajectory.load(parse_run_step(args.to)[0]))
     obj = build_objective(args, trajs)
     default_start = -1 if (args.to or kind != "interp") else 0
-    start, s_info = _point(start_spec, dtype, obj.device, default_start)
+    start, s_info, s_traj, s_i = _point(start_spec, dtype, obj.device, default_start)
+    obj = at_snapshot(obj, s_traj, s_i)  # the start's buffers (BatchNorm statistics)
     points = {"start": s_info}
+    end_buffers = None
     norm, ignore = normalization(args, "random" if kind == "random" else "other")
     if kind == "interp":
         end_spec = args.to or parse_run_step(start_spec)[0]
-        end, points["end"] = _point(end_spec, dtype, obj.device, -1)
+        end, points["end"], e_traj, e_i = _point(end_spec, dtype, obj.device, -1)
         direction = interpolation_directions(start, end)
+        if len(obj.buffer_layout) and e_traj.records_buffers:
+            end_buffers = e_traj.buffers(e_i)
     elif kind == "random":
         direction = random_directions(
             start, obj.layout, 1, normalization=norm, ignore=ignore, seed=args.seed
@@ -112,6 +117,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         checkpoint=base,
         resume=args.resume,
         keep_checkpoint=True,
+        end_buffers=end_buffers,
+        recompute_bn=args.recompute_bn,
         **engine_options(args),
     )
     npz = base.with_name(base.name + ".npz")

@@ -60,8 +60,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--dtype",
         choices=STORAGE_DTYPES,
-        default="float32",
-        help="snapshot storage dtype (float16 halves the disk)",
+        help="snapshot storage dtype (default: float64 for a float64 model, else float32; "
+        "float16 halves the disk)",
     )
     p.set_defaults(func=run)
 

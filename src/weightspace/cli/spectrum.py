@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..buffers import at_snapshot
 from ..curvature import CurvatureAlong, curvature_along, curvature_between
 from ..errors import WeightspaceError
 from ..objective import Objective
@@ -146,12 +148,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         dt = dtype or objective.theta0.dtype
         a = traj.theta(indices[0], dtype=dt, device=objective.device)
         b = other.theta(j, dtype=dt, device=objective.device)
-        result = curvature_between(objective, a, b, args.points, **settings)
-        result.metadata.update(
-            run=str(traj.path),
-            step_a=int(traj.steps[indices[0]]),
-            between=str(other.path),
-            step_b=int(other.steps[j]),
+        objective = at_snapshot(objective, traj, indices[0])
+        buffers_b = other.buffers(j) if len(objective.buffer_layout) else None
+        result = curvature_between(objective, a, b, args.points, buffers_b=buffers_b, **settings)
+        result = dataclasses.replace(
+            result,
+            metadata={
+                **result.metadata,
+                "run": str(traj.path),
+                "step_a": int(traj.steps[indices[0]]),
+                "between": str(other.path),
+                "step_b": int(other.steps[j]),
+            },
         )
     return _write(args, result)
 

@@ -13,6 +13,7 @@ import torch
 import weightspace as ws
 
 from .. import parallel
+from ..buffers import at_snapshot
 from ..directions import (
     Directions,
     directions_from_vectors,
@@ -73,6 +74,12 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--points-per-pass", type=positive_int, default=1, help="grid points per forward (vmap)"
+    )
+    p.add_argument(
+        "--recompute-bn",
+        action="store_true",
+        help="re-estimate BatchNorm statistics at every point (one pass over the training "
+        "data per point; default: the centre's recorded statistics everywhere)",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
 
@@ -288,6 +295,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     first = trajs[0]
     ci = len(first) - 1 if args.step is None else first.index_of(args.step)
     center = first.theta(ci, dtype=dtype, device=obj.device)
+    obj = at_snapshot(obj, first, ci)  # the centre's buffers (BatchNorm statistics)
     dirs, center = make_directions(args, obj, trajs, center)
     coords = None
     if not args.no_trajectories:
@@ -314,6 +322,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         checkpoint=base,
         resume=args.resume,
         keep_checkpoint=True,
+        recompute_bn=args.recompute_bn,
         **opts,
     )
     if not args.no_trajectories:

@@ -5,14 +5,17 @@ common random numbers (the same probes and the same evaluation data everywhere),
 differences between points are differences in the Hessian, not in the noise. Densities are
 smoothed with one width on one grid. Consecutive top-k eigenvector sets are compared by
 their subspace overlap ``‖U_t U_{t+1}ᵀ‖_F² / k`` (1: same subspace, ~k/n: unrelated; Gur-Ari
-et al. 2018), and ``λ_max·lr`` is set against the stability threshold 2 of gradient descent
-(Cohen et al. 2021: ``2 + 2β`` with heavy-ball momentum ``β``).
+et al. 2018), and ``λ_max·lr`` is set against the stability threshold of the run's update
+rule (Cohen et al. 2021: 2 for gradient descent, ``2 + 2β`` with heavy-ball momentum ``β``;
+:func:`weightspace.optimizers.stability`). Each point reads its own buffers (a snapshot's
+BatchNorm statistics), or on a line between two points their interpolation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,9 +23,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..buffers import INTERPOLATION_RULE, at_snapshot, interpolated
 from ..errors import WeightspaceError
 from ..layout import NameFilter
 from ..objective import Objective
+from ..optimizers import OPTIMIZER_KEYS, stability
 from ..trajectory import Trajectory
 from .hvp import HessianOperator, Method, _subset
 from .lanczos import Which, top_eigenpairs
@@ -51,7 +56,10 @@ class CurvatureAlong:
         densities: one :class:`SpectralDensity` per point on a common grid and ``σ``
             (empty when not computed).
         lambda_max_lr: ``(T,)`` ``λ_max·lr`` when a learning rate is known, else None.
-        stability_threshold: 2 (or ``2 + 2β`` for SGD with momentum ``β``), else None.
+        stability_threshold: the value of ``λ_max·lr`` where the run's update diverges
+            (2, ``2 + 2β`` for SGD with momentum ``β``, ...), or None when the optimizer has
+            no classical threshold (Adam-type) or is unknown; ``metadata["stability_rule"]``
+            says which and why.
         n_matvecs: Hessian-vector products used in all.
         metadata: the operator's metadata and every setting.
     """
@@ -129,6 +137,7 @@ def curvature_at(
     split: NameFilter | Literal["auto"] = "auto",
     lr: float | None = None,
     momentum: float = 0.0,
+    optimizer: Mapping[str, Any] | None = None,
     n_points: int | None = None,
     progress: bool = False,
 ) -> CurvatureAlong:
@@ -136,7 +145,9 @@ def curvature_at(
 
     Args:
         objective: the mean loss (fixed data: the same at every point).
-        points: ``(position, theta)`` pairs, ``theta: (n,)`` in the objective's layout.
+        points: ``(position, theta)`` pairs, ``theta: (n,)`` in the objective's layout, or
+            ``(position, theta, objective)`` triples giving the objective to use at that
+            point (the same data, other buffers: e.g. the snapshot's BatchNorm statistics).
         axis: what the positions are.
         top_k: eigenpairs per point (0: none); ``which`` as in :func:`top_eigenpairs`.
         trace_probes: Hutchinson probes per point (0: no trace).
@@ -146,7 +157,11 @@ def curvature_at(
         seed: one seed for every point's probes (common random numbers).
         tol, block_size, dtype, include, method, split: as in :func:`top_eigenpairs` and
             :class:`HessianOperator`.
-        lr, momentum: the run's learning rate and SGD momentum (for ``λ_max·lr``).
+        lr, momentum: shorthand for ``optimizer={"optimizer": "sgd", "lr": lr,
+            "momentum": momentum}``.
+        optimizer: the run's optimizer settings (a run's metadata, or
+            :func:`weightspace.optimizers.optimizer_settings`), for ``λ_max·lr`` and its
+            stability threshold.
         n_points: the number of points (for the progress bar).
         progress: show a progress bar over points.
 
@@ -162,12 +177,15 @@ def curvature_at(
     _validate(m, top_k, which, trace_probes, density, n_probes, n_steps, sigma)
     seed_int = _int_seed(seed)
     positions, losses, eigs, resid, overlap, traces, stderrs, dens = [], [], [], [], [], [], [], []
-    prev, used, meta = None, 0, {}
+    prev, used, meta, sources = None, 0, {}, []
     bar = tqdm(points, total=n_points, disable=not progress, desc="curvature", unit="point")
-    for pos, theta in bar:
+    for point in bar:
+        pos, theta = point[0], point[1]
+        at = point[2] if len(point) > 2 else objective
+        sources.append(at.buffers_source)
         try:
             op = HessianOperator(
-                objective,
+                at,
                 theta,
                 include=include,
                 dtype=dtype,
@@ -205,10 +223,13 @@ def curvature_at(
     k = (2 * top_k if which == "both" else top_k) if top_k else 0
     eigenvalues = np.array(eigs).reshape(T, k) if k else np.zeros((T, 0))
     sigma_used, densities = _common_grid(dens, sigma, grid_points)
-    threshold = (2.0 + 2.0 * momentum) if lr is not None else None
+    if optimizer is None and lr is not None:
+        optimizer = {"optimizer": "sgd", "lr": lr, "momentum": momentum}
+    stab = stability(optimizer)
+    threshold = stab.threshold
     lam_lr = None
-    if lr is not None and k and which != "smallest":
-        lam_lr = eigenvalues[:, 0] * lr
+    if stab.lr is not None and k and which != "smallest":
+        lam_lr = eigenvalues[:, 0] * stab.lr
     nan = np.full(T, np.nan)
     settings = {
         "axis": axis,
@@ -224,9 +245,13 @@ def curvature_at(
         "sigma_rule": None if not density else ("given" if sigma is not None else SIGMA_RULE),
         "seed": seed_int,
         "common_random_numbers": True,
-        "lr": lr,
-        "momentum": momentum,
+        "lr": stab.lr,
+        "optimizer": None
+        if optimizer is None
+        else {k: optimizer[k] for k in OPTIMIZER_KEYS if k in optimizer},
         "stability_threshold": threshold,
+        "stability_rule": stab.rule,
+        "buffers": sources if len(set(sources)) > 1 else sources[0],
     }
     return CurvatureAlong(
         positions=np.asarray(positions),
@@ -305,8 +330,10 @@ def curvature_along(
 ) -> CurvatureAlong:
     """:func:`curvature_at` every ``every``-th snapshot of a run (or at ``indices``).
 
-    The last snapshot is always included. The learning rate (and SGD momentum) come from
-    the run's metadata when it records them, for ``λ_max·lr`` against 2.
+    The last snapshot is always included. Each snapshot is evaluated with its own recorded
+    buffers (:func:`weightspace.buffers.at_snapshot`). The optimizer settings come from the
+    run's metadata (unless ``optimizer=`` or ``lr=`` is given), for ``λ_max·lr`` against the
+    stability threshold of that optimizer.
 
     Raises:
         LayoutMismatchError: the objective's model is not the run's.
@@ -320,18 +347,21 @@ def curvature_along(
         if indices[-1] != T - 1:
             indices.append(T - 1)
     indices = [int(i) % T if -T <= int(i) < T else _bad_index(i, T) for i in indices]
-    meta = traj.metadata
-    if "lr" not in kwargs and isinstance(meta.get("lr"), (int, float)):
-        kwargs["lr"] = float(meta["lr"])
-        if meta.get("optimizer", "sgd") == "sgd" and isinstance(meta.get("momentum"), (int, float)):
-            kwargs.setdefault("momentum", float(meta["momentum"]))
+    if "lr" not in kwargs and "optimizer" not in kwargs:
+        kwargs["optimizer"] = traj.metadata
     dtype = kwargs.get("dtype") or objective.theta0.dtype
     points = (
-        (int(traj.steps[i]), traj.theta(i, dtype=dtype, device=objective.device)) for i in indices
+        (
+            int(traj.steps[i]),
+            traj.theta(i, dtype=dtype, device=objective.device),
+            at_snapshot(objective, traj, i),
+        )
+        for i in indices
     )
     out = curvature_at(objective, points, axis="step", n_points=len(indices), **kwargs)
-    out.metadata.update(run=str(traj.path), snapshot_indices=indices)
-    return out
+    return dataclasses.replace(
+        out, metadata={**out.metadata, "run": str(traj.path), "snapshot_indices": indices}
+    )
 
 
 def _bad_index(i: int, T: int) -> int:
@@ -343,14 +373,18 @@ def curvature_between(
     theta_a: torch.Tensor,
     theta_b: torch.Tensor,
     alphas: Sequence[float] | np.ndarray | int = 11,
+    *,
+    buffers_b: Mapping[str, torch.Tensor] | None = None,
     **kwargs: Any,
 ) -> CurvatureAlong:
     """:func:`curvature_at` the points ``(1 − α)·θ_a + α·θ_b`` (GradVis §3.4).
 
     Args:
-        objective: the mean loss.
+        objective: the mean loss, reading ``θ_a``'s buffers.
         theta_a, theta_b: ``(n,)`` the two minima.
         alphas: the line coordinates, or their number on ``[0, 1]`` (both ends included).
+        buffers_b: ``θ_b``'s buffers; the point at ``α`` then reads
+            ``(1 − t)·B_a + t·B_b`` with ``t = clip(α, 0, 1)`` (both ends exact).
         **kwargs: as for :func:`curvature_at`.
     """
     n = objective.layout.numel
@@ -367,7 +401,22 @@ def curvature_between(
     dtype = kwargs.get("dtype") or theta_a.dtype
     a = theta_a.detach().to(objective.device, dtype)
     d = theta_b.detach().to(objective.device, dtype) - a
-    points = ((float(al), a + float(al) * d) for al in alphas)
+    state = None
+    if buffers_b is not None:
+        state, _ = interpolated(objective, buffers_b, alphas)
+    layout = objective.buffer_layout
+
+    def at(k: int) -> Objective:
+        if state is None:
+            return objective
+        flat = state(np.array([k]), a[None])[0]
+        return objective.with_buffers(
+            layout.unflatten(flat), source=f"interpolated at alpha {alphas[k]:g}"
+        )
+
+    points = ((float(al), a + float(al) * d, at(k)) for k, al in enumerate(alphas))
     out = curvature_at(objective, points, axis="alpha", n_points=len(alphas), **kwargs)
-    out.metadata.update(distance=float(d.norm()))
-    return out
+    rule = INTERPOLATION_RULE if state is not None else "theta_a's at every point"
+    return dataclasses.replace(
+        out, metadata={**out.metadata, "distance": float(d.norm()), "buffers_rule": rule}
+    )

@@ -21,7 +21,6 @@ from __future__ import annotations
 import atexit
 import importlib
 import logging
-import math
 import numbers
 import os
 from collections.abc import Callable, Mapping
@@ -33,6 +32,7 @@ import torch
 
 from ..errors import WeightspaceError
 from ..layout import NameFilter
+from ..optimizers import optimizer_settings
 from ..record import Recorder
 from ..store import STORAGE_DTYPES
 
@@ -75,13 +75,13 @@ def require(modules: tuple[str, ...], pip_line: str, integration: str) -> Module
     )
 
 
-def check_options(every: int, dtype: str) -> None:
+def check_options(every: int, dtype: str | None) -> None:
     """Validate the recorder options when a callback is built, before training starts."""
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise WeightspaceError(
             f"every: expected a positive integer (record every N optimizer steps), got {every!r}"
         )
-    if dtype not in STORAGE_DTYPES:
+    if dtype is not None and dtype not in STORAGE_DTYPES:
         raise WeightspaceError(f"dtype: expected one of {STORAGE_DTYPES}, got {dtype!r}")
 
 
@@ -107,31 +107,10 @@ def scalar_metrics(values: Mapping[str, Any] | None) -> dict[str, float]:
 
 
 def optimizer_metadata(optimizer: Any) -> dict[str, Any]:
-    """Class name and first parameter group's settings (lr, momentum, betas, weight decay).
-
-    Wrappers that hold the real optimizer in ``.optimizer`` (Accelerate, Lightning) are
-    unwrapped. Settings that cannot be read are left out.
-    """
-    inner = optimizer
-    while hasattr(inner, "optimizer") and hasattr(inner.optimizer, "param_groups"):
-        inner = inner.optimizer
-    meta: dict[str, Any] = {"optimizer": type(inner).__name__}
-    groups = getattr(inner, "param_groups", None) or [{}]
-    group = groups[0]
-    for key in ("lr", "momentum", "dampening", "weight_decay", "eps"):
-        number = _number(group.get(key))
-        if number is not None and math.isfinite(number):
-            meta[key] = number
-    betas = group.get("betas")
-    if isinstance(betas, (tuple, list)):
-        numbers_ = [_number(b) for b in betas]
-        if all(b is not None for b in numbers_):
-            meta["betas"] = numbers_
-    if group.get("nesterov") is not None:
-        meta["nesterov"] = bool(group["nesterov"])
-    if len(groups) > 1:
-        meta["param_groups"] = len(groups)
-    return meta
+    """The optimizer's canonical settings (:func:`weightspace.optimizers.optimizer_settings`):
+    lower-case name, first parameter group's lr, momentum, betas, weight decay, and every
+    group's when there are several."""
+    return optimizer_settings(optimizer)
 
 
 class RunWriter:
@@ -147,7 +126,7 @@ class RunWriter:
         run_dir: str | os.PathLike,
         *,
         every: int,
-        dtype: str,
+        dtype: str | None,
         include: NameFilter,
         metadata: Mapping[str, Any],
         at_exit: Callable[[], None] | None = None,

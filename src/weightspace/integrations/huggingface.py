@@ -90,7 +90,8 @@ class WeightspaceTrainerCallback(_transformers.TrainerCallback):
         every: record every ``every`` optimizer steps.
         include: record only parameters whose names match (glob pattern(s) or predicate).
         metadata: JSON-serialisable facts to store with the run.
-        dtype: storage dtype, ``"float32"``, ``"float64"`` or ``"float16"``.
+        dtype: parameter storage dtype, ``"float32"``, ``"float64"`` or ``"float16"``
+            (default: float64 for a float64 model, else float32).
 
     Raises:
         WeightspaceError: bad ``every`` or ``dtype`` (at construction); a run in ``run_dir``
@@ -104,7 +105,7 @@ class WeightspaceTrainerCallback(_transformers.TrainerCallback):
         every: int = 1,
         include: NameFilter = None,
         metadata: Mapping[str, Any] | None = None,
-        dtype: str = "float32",
+        dtype: str | None = None,
     ) -> None:
         check_options(every, dtype)
         self.run_dir = Path(run_dir)

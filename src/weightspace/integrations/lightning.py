@@ -59,7 +59,8 @@ class WeightspaceCallback(_pl.Callback):
         every: record every ``every`` optimizer steps.
         include: record only parameters whose names match (glob pattern(s) or predicate).
         metadata: JSON-serialisable facts to store with the run.
-        dtype: storage dtype, ``"float32"``, ``"float64"`` or ``"float16"``.
+        dtype: parameter storage dtype, ``"float32"``, ``"float64"`` or ``"float16"``
+            (default: float64 for a float64 model, else float32).
         log_metrics: also store ``trainer.callback_metrics`` with each snapshot.
 
     Raises:
@@ -74,7 +75,7 @@ class WeightspaceCallback(_pl.Callback):
         every: int = 1,
         include: NameFilter = None,
         metadata: Mapping[str, Any] | None = None,
-        dtype: str = "float32",
+        dtype: str | None = None,
         log_metrics: bool = True,
     ) -> None:
         super().__init__()
