@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
-from .errors import WeightspaceError
+from .errors import LayoutMismatchError, WeightspaceError
 
 
 def as_array(x: Any, name: str, ndim: int | None = None, length: int | None = None) -> np.ndarray:
@@ -34,3 +35,84 @@ def as_array(x: Any, name: str, ndim: int | None = None, length: int | None = No
             "pass one value per point"
         )
     return arr
+
+
+# ---------------------------------------------------------------------------- seeds
+Seed = int | torch.Generator | None
+
+
+def as_generator(seed: Seed) -> torch.Generator:
+    """A CPU ``torch.Generator`` from the library's one randomness argument.
+
+    ``seed`` is an int (a fresh generator seeded with it), a generator (used as it is, so
+    successive calls continue its stream) or None (fresh entropy; ``gen.initial_seed()``
+    says which seed was drawn).
+
+    Raises:
+        WeightspaceError: ``seed`` is none of these.
+    """
+    if isinstance(seed, torch.Generator):
+        return seed
+    gen = torch.Generator()
+    if seed is None:
+        gen.seed()
+    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        if not 0 <= int(seed) < 2**64:
+            raise WeightspaceError(
+                f"seed: expected an integer in [0, 2**64), got {int(seed)}; choose a smaller seed"
+            )
+        gen.manual_seed(int(seed))
+    else:
+        raise WeightspaceError(
+            f"seed: expected an int, a torch.Generator or None, got {type(seed).__name__}"
+        )
+    return gen
+
+
+def numpy_rng(seed: Seed) -> np.random.Generator:
+    """A NumPy generator from the same argument: an int seeds it directly, a torch generator
+    draws its seed, None is fresh entropy."""
+    if isinstance(seed, torch.Generator):
+        seed = int(torch.randint(0, 2**62, (1,), generator=seed).item())
+    elif seed is not None:
+        as_generator(seed)  # the same validation
+    return np.random.default_rng(seed)
+
+
+# ---------------------------------------------------------------------------- arguments
+def positive_int(value: Any, name: str, hint: str = "") -> int:
+    """``value`` as an int >= 1 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise WeightspaceError(f"{name}: expected a positive integer, got {value!r}{hint}")
+    return int(value)
+
+
+def non_negative_int(value: Any, name: str, hint: str = "") -> int:
+    """``value`` as an int >= 0 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise WeightspaceError(f"{name}: expected a non-negative integer, got {value!r}{hint}")
+    return int(value)
+
+
+def one_of(value: Any, choices: tuple[Any, ...], name: str) -> Any:
+    """``value`` when it is one of ``choices``."""
+    if value not in choices:
+        shown = ", ".join(repr(c) for c in choices)
+        raise WeightspaceError(f"{name}: expected one of {shown}, got {value!r}")
+    return value
+
+
+def as_vector(x: Any, n: int, what: str, *, dtype=None, device=None) -> torch.Tensor:
+    """A flat ``(n,)`` tensor from a tensor or array, checked for shape and finiteness."""
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x))
+    if t.ndim != 1 or t.shape[0] != n:
+        raise LayoutMismatchError(
+            f"{what}: expected a flat vector of shape ({n},), got {tuple(t.shape)}; "
+            "use vectors laid out like the model's parameters"
+        )
+    if not t.is_floating_point():
+        raise WeightspaceError(f"{what}: expected floating-point values, got {t.dtype}")
+    t = t.to(dtype=dtype or t.dtype, device=device or t.device)
+    if not bool(torch.isfinite(t).all()):
+        raise WeightspaceError(f"{what}: holds NaN or inf values; give a finite vector")
+    return t

@@ -24,12 +24,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .errors import LayoutMismatchError, WeightspaceError
+from .checks import Seed, as_generator, as_vector
+from .errors import WeightspaceError
 from .layout import ParamLayout
 
 Normalization = Literal["filter", "layer", "none"]
 Ignore = Literal["biasbn"] | None
-Seed = int | torch.Generator | None
 NORMALIZATIONS = ("filter", "layer", "none")
 EPS = 1e-10  # Li et al.'s guard against a zero filter of the direction
 
@@ -102,36 +102,6 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # ---------------------------------------------------------------------------- helpers
-def generator(seed: Seed) -> tuple[torch.Generator, int | None]:
-    """A CPU generator from ``seed`` and the integer seed used (None for a given generator)."""
-    if isinstance(seed, torch.Generator):
-        return seed, None
-    if seed is None:
-        g = torch.Generator()
-        return g, int(g.seed())
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise WeightspaceError(
-            f"seed: expected an int, a torch.Generator or None, got {type(seed).__name__}"
-        )
-    return torch.Generator().manual_seed(int(seed)), int(seed)
-
-
-def as_vector(x: Any, n: int, what: str, *, dtype=None, device=None) -> torch.Tensor:
-    """A flat ``(n,)`` tensor from a tensor or array, checked for shape and finiteness."""
-    t = x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x))
-    if t.ndim != 1 or t.shape[0] != n:
-        raise LayoutMismatchError(
-            f"{what}: expected a flat vector of shape ({n},), got {tuple(t.shape)}; "
-            "use vectors laid out like the model's parameters"
-        )
-    if not t.is_floating_point():
-        raise WeightspaceError(f"{what}: expected floating-point values, got {t.dtype}")
-    t = t.to(dtype=dtype or t.dtype, device=device or t.device)
-    if not bool(torch.isfinite(t).all()):
-        raise WeightspaceError(f"{what}: holds NaN or inf values; give a finite vector")
-    return t
-
-
 def _segments(layout: ParamLayout, normalization: Normalization) -> tuple[torch.Tensor, int]:
     """Segment id of every element: one segment per filter (or per tensor for "layer")."""
     ids, start = [], 0
@@ -234,7 +204,8 @@ def random_directions(
     if not isinstance(n, int) or n < 1:
         raise WeightspaceError(f"n: expected a positive number of directions, got {n!r}")
     theta = as_vector(theta, layout.numel, "theta")
-    gen, used_seed = generator(seed)
+    gen = as_generator(seed)
+    used_seed = None if isinstance(seed, torch.Generator) else int(gen.initial_seed())
     raw = torch.randn((n, layout.numel), generator=gen, dtype=theta.dtype).to(theta.device)
     vecs = [normalize_direction(r, theta, layout, normalization, ignore) for r in raw]
     if orthogonalize:

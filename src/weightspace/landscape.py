@@ -27,7 +27,8 @@ import torch
 
 from . import parallel
 from .buffers import INTERPOLATION_RULE, RECOMPUTE_RULE, interpolated, recomputed
-from .directions import as_vector, cosine
+from .checks import as_vector
+from .directions import cosine
 from .engine import aggregate, evaluate_points, resolve_channels_last
 from .errors import WeightspaceError
 from .objective import Objective

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from .buffers import snapshot_states
-from .directions import as_vector, cosine
+from .checks import as_vector
+from .directions import cosine
 from .errors import LayoutMismatchError, WeightspaceError
 from .landscape import PlaneTrajectory, _affine_writer, _prepare, _run
 from .objective import Objective

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..buffers import INTERPOLATION_RULE, at_snapshot, interpolated
+from ..checks import Seed, as_generator
 from ..errors import WeightspaceError
 from ..layout import NameFilter
 from ..objective import Objective
@@ -31,7 +32,6 @@ from ..optimizers import OPTIMIZER_KEYS, stability
 from ..trajectory import Trajectory
 from .hvp import HessianOperator, Method, _subset
 from .lanczos import Which, top_eigenpairs
-from .protocol import Seed, generator
 from .slq import SIGMA_RULE, SpectralDensity, spectral_density
 from .trace import hutchinson_trace
 
@@ -112,7 +112,7 @@ def _int_seed(seed: Seed) -> int:
     """One integer seed, reused at every point (common random numbers)."""
     if isinstance(seed, int) and not isinstance(seed, bool):
         return seed
-    return int(torch.randint(0, 2**62, (1,), generator=generator(seed)))
+    return int(torch.randint(0, 2**62, (1,), generator=as_generator(seed)))
 
 
 def curvature_at(

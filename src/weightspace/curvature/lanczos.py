@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..checks import Seed, as_generator, positive_int
 from ..errors import WeightspaceError
 from ..store import save_array
-from .protocol import Seed, apply, check_operator, generator, positive_int, random_vectors
+from .protocol import apply, check_operator, random_vectors
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +314,7 @@ def top_eigenpairs(
             f"max_basis: expected at least {kw + 2 * b} (pairs wanted + two blocks), got {m}"
         )
     max_matvecs = 30 * m if max_matvecs is None else positive_int(max_matvecs, "max_matvecs")
-    gen = generator(seed)
+    gen = as_generator(seed)
     V0 = random_vectors(n, b, gen, dtype=op.dtype, device=op.device, kind="gaussian")
     if v0 is not None:
         if v0.shape != (n,) or not bool(torch.isfinite(v0).all()) or float(v0.norm()) == 0:

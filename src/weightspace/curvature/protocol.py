@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
 from ..errors import WeightspaceError
-
-Seed = int | torch.Generator | None
 
 
 def check_operator(op: Any, what: str = "op") -> int:
@@ -45,22 +42,6 @@ def apply(op: Any, V: torch.Tensor) -> torch.Tensor:
     return op @ V
 
 
-def generator(seed: Seed) -> torch.Generator:
-    """A CPU generator from ``seed`` (an int, a generator, or None for fresh entropy)."""
-    if isinstance(seed, torch.Generator):
-        return seed
-    gen = torch.Generator()
-    if seed is None:
-        gen.seed()
-    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        gen.manual_seed(int(seed))
-    else:
-        raise WeightspaceError(
-            f"seed: expected an int, a torch.Generator or None, got {type(seed).__name__}"
-        )
-    return gen
-
-
 def random_vectors(
     n: int,
     k: int,
@@ -79,9 +60,3 @@ def random_vectors(
     else:
         raise WeightspaceError(f"probes: expected 'rademacher' or 'gaussian', got {kind!r}")
     return z.T.to(device=device, dtype=dtype)
-
-
-def positive_int(value: Any, what: str, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise WeightspaceError(f"{what}: expected a positive integer, got {value!r}{hint}")
-    return int(value)

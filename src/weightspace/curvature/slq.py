@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..checks import Seed, as_generator, positive_int
 from ..errors import WeightspaceError
 from .hvp import HessianOperator
-from .protocol import Seed, apply, check_operator, generator, positive_int, random_vectors
+from .protocol import apply, check_operator, random_vectors
 
 SIGMA_RULE = "0.01 × (max node − min node)"
 
@@ -299,7 +300,7 @@ def spectral_density(
             "distributed=True: no torch.distributed process group is initialised; launch "
             "with torchrun and call torch.distributed.init_process_group first"
         )
-    gen = generator(seed)
+    gen = as_generator(seed)
     V = random_vectors(n, P, gen, dtype=op.dtype, device=op.device, kind=probes)
     mine = list(range(rank, P, world))
     nodes = torch.zeros(P, m, dtype=torch.float64)

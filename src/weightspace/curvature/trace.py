@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..checks import Seed, as_generator, positive_int
 from ..errors import WeightspaceError
 from .hvp import HessianOperator
-from .protocol import Seed, apply, check_operator, generator, positive_int, random_vectors
+from .protocol import apply, check_operator, random_vectors
 
 Probes = Literal["rademacher", "gaussian"]
 
@@ -96,7 +97,7 @@ def hutchinson_trace(
     n = check_operator(op)
     P = positive_int(n_probes, "n_probes")
     chunk = positive_int(probes_per_pass, "probes_per_pass")
-    Z = random_vectors(n, P, generator(seed), dtype=op.dtype, device=op.device, kind=probes)
+    Z = random_vectors(n, P, as_generator(seed), dtype=op.dtype, device=op.device, kind=probes)
     if isinstance(op, HessianOperator):
         op.expect(P)
     with tqdm(total=P, disable=not progress, desc="trace", unit="hvp", leave=False) as bar:
@@ -160,7 +161,7 @@ def hutchpp_trace(
         )
     s = min(s, n)
     chunk = positive_int(probes_per_pass, "probes_per_pass")
-    gen = generator(seed)
+    gen = as_generator(seed)
     kw = {"dtype": op.dtype, "device": op.device}
     S = random_vectors(n, s, gen, kind="gaussian", **kw)  # spans range(H) when rank <= s
     rest = budget - 2 * s

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..checks import numpy_rng
 from ..errors import WeightspaceError
 from ..trajectory import DEFAULT_MAX_BYTES
 from .gram import Distance, SnapshotInput, as_snapshots, distance_matrix
-from .randomized import numpy_rng
 
 
 def _neighbours(points: np.ndarray, k: int, *, precomputed: bool = False) -> np.ndarray:

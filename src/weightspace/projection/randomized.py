@@ -13,19 +13,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from ..checks import numpy_rng
 from .gram import Snapshots, block_center, centering_weights, syrk_into, top_eigen
 
 if TYPE_CHECKING:
     from .pca import PCA
-
-
-def numpy_rng(seed: int | torch.Generator | None) -> np.random.Generator:
-    """A NumPy generator from the library's seed argument (an int, a torch Generator, None)."""
-    if isinstance(seed, torch.Generator):
-        seed = int(torch.randint(0, 2**62, (1,), generator=seed).item())
-    return np.random.default_rng(seed)
 
 
 def _centred_blocks(pca: PCA, snaps: Snapshots, desc: str) -> Iterator[np.ndarray]:
