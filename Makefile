@@ -30,7 +30,7 @@ demo: setup
 
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks scripts examples
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from weightspace.demo import run_demo
+from weightspace import run_demo
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
         f"weightspace demo ({mode}); torch {torch.__version__}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs, {torch.get_num_threads()} threads, load at start {load:.1f}"
     )
-    for stage, seconds in summary["timings"].items():
+    for stage, seconds in summary.timings.items():
         print(f"  {stage:<14} {seconds:7.1f} s")
     print(f"  {'total':<14} {total:7.1f} s")
 

@@ -16,9 +16,10 @@ against a tight reference:
 3. trace: reference = Hutch++ with a large budget; PyHessian ``trace()`` (defaults), and
    weightspace Hutchinson and Hutch++ with the same number of HVPs;
 4. SLQ density, 10 probes x 80 steps: eigenthings ``spectral_density`` and weightspace
-   (default settings: it splits the first convolution off and counts its 160 columns among
-   its HVPs), timed in A-B-B-A rounds (``--slq-rounds``), medians compared
-   (PyHessian ``density`` is tried: it calls ``torch.eig``, removed from PyTorch);
+   (the operator ``plan_hessian`` chooses for 800 products: it splits the first convolution
+   off and counts its 160 columns among its HVPs; the planning is timed too), timed in
+   A-B-B-A rounds (``--slq-rounds``), medians compared (PyHessian ``density`` is tried: it
+   calls ``torch.eig``, removed from PyTorch);
    errors: the largest node against the reference λ₁, the mean against tr/n, and the L1
    distance to a 20-probe weightspace density, all smoothed with one σ on one grid.
 
@@ -42,7 +43,13 @@ import numpy as np
 import torch
 
 import weightspace as ws
-from weightspace.curvature import HessianOperator, hutchinson_trace, hutchpp_trace
+from weightspace.curvature import (
+    HessianOperator,
+    SplitHessianOperator,
+    hutchinson_trace,
+    hutchpp_trace,
+    plan_hessian,
+)
 from weightspace.curvature.slq import gaussian_density
 
 
@@ -130,16 +137,22 @@ def main() -> None:
     reps = 3 if quick else 9
     v = torch.randn(n, generator=torch.Generator().manual_seed(1))
     routes = {}
-    for name, kw in [
-        ("weightspace forward, linearize cached", {"method": "forward"}),
-        ("weightspace double backward, graph kept", {"method": "double-backward"}),
-        ("weightspace forward, not cached", {"method": "forward", "cache": False}),
+    for name, make in [
+        ("weightspace forward, linearize cached", lambda: HessianOperator(obj, method="forward")),
+        (
+            "weightspace double backward, graph kept",
+            lambda: HessianOperator(obj, method="double-backward"),
+        ),
+        (
+            "weightspace forward, not cached",
+            lambda: HessianOperator(obj, method="forward", cache=False),
+        ),
         (
             "weightspace forward, 1st conv. split off",
-            {"method": "forward", "split": "features.0.*"},
+            lambda: SplitHessianOperator(HessianOperator(obj, method="forward"), "features.0.*"),
         ),
     ]:
-        op = HessianOperator(obj, **kw)
+        op = make()
         _, setup = timed(lambda op=op: op @ v)
         routes[name] = (op, setup)
     ph_model = copy.deepcopy(problem.model)
@@ -158,12 +171,11 @@ def main() -> None:
         setup = f"setup {routes[name][1]:.2f} s" if name in routes else ""
         print(f"  {name:<46} {1e3 * t:7.1f} ms  {t / times[ref_route]:5.2f}x  {setup}")
     V = torch.randn(n, 10, generator=torch.Generator().manual_seed(2))
-    mm_ops = {
-        "one column at a time": HessianOperator(obj, vectorize=False, split=None),
-        "vmap over the columns": HessianOperator(obj, vectorize=True, split=None),
+    mm_ops = {  # linearised, as in SLQ
+        "one column at a time": HessianOperator(obj, method="forward", vectorize=False),
+        "vmap over the columns": HessianOperator(obj, method="forward", vectorize=True),
     }
     for op in mm_ops.values():
-        op.expect(op.linearize_after)  # linearised, as in SLQ
         op.matmat(V)
     mm = interleaved({name: (lambda op=op: op.matmat(V)) for name, op in mm_ops.items()}, 3)
     first = next(iter(mm.values()))
@@ -221,7 +233,7 @@ def main() -> None:
     # ------------------------------------------------------------------ 3. trace
     print("\n3. trace (error: relative to the reference; ± one standard error)")
     budget = 150 if quick else 1500
-    op = HessianOperator(obj)
+    op = plan_hessian(obj, n_products=budget)
     tref, t = timed(lambda: hutchpp_trace(op, budget, seed=0))
     print(f"  reference Hutch++ {budget} HVPs: {tref.estimate:.4f} ± {tref.stderr:.4f} ({t:.0f} s)")
     torch.manual_seed(0)
@@ -251,7 +263,7 @@ def main() -> None:
     # ------------------------------------------------------------------ 4. SLQ
     probes, steps = (3, 20) if quick else (10, 80)
     print(f"\n4. SLQ density, {probes} probes x {steps} steps")
-    op = HessianOperator(obj)
+    op = plan_hessian(obj, n_products=2 * probes * steps)
     ref_d, t = timed(lambda: ws.spectral_density(op, 2 * probes, steps, seed=100))
     print(
         f"  reference: weightspace {2 * probes} probes ({t:.0f} s); trace/n {tref.estimate / n:.3e}"
@@ -267,8 +279,9 @@ def main() -> None:
             he_calls = he_op.matvec.calls
             t_he.append(t)
         else:
-            op = HessianOperator(obj)
+            op, t_plan = timed(lambda: plan_hessian(obj, n_products=probes * steps))
             ws_d, t = timed(lambda op=op: ws.spectral_density(op, probes, steps, seed=0))
+            t += t_plan  # the planning (timing, tracing) is part of the cost
             t_ws.append(t)
         order.append(f"{'eigenthings' if turn == 'he' else 'weightspace'} {t:.1f} s")
     print("  runs in turn (A-B-B-A rounds):", ", ".join(order))
@@ -296,7 +309,7 @@ def main() -> None:
     row(
         "weightspace spectral_density",
         t_ws,
-        op.n_matvecs + op.n_checks,
+        op.n_matvecs + op.n_checks + op.plan["planning_products"],
         derr(ws_d.nodes, ws_d.weights),
         t_he,
     )
@@ -304,10 +317,11 @@ def main() -> None:
         f"  speed-up of weightspace over hessian-eigenthings (medians): {t_he / t_ws:.2f}x "
         f"(σ = {sigma:.3g})"
     )
-    cols = op.shape[0] - op._split.rest.shape[0] if op.split else 0
+    block = op.plan["block"]
+    cols = op.shape[0] - op.rest.shape[0] if block else 0
     print(
-        f"  weightspace split off {', '.join(op.split) if op.split else 'nothing'}"
-        f"{f' ({cols} columns, counted among its HVPs)' if cols else ''}"
+        f"  weightspace route {op.method}, split off {', '.join(block) if block else 'nothing'}"
+        f"{f' ({cols} columns, counted among its HVPs)' if cols else ''}: {op.plan['split_why']}"
     )
     torch.manual_seed(0)
     try:

@@ -31,7 +31,8 @@ from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from weightspace.render import animate
+from weightspace.curvature import SpectralDensity
+from weightspace.render import animate, plane_trajectory
 
 matplotlib.use("Agg")
 
@@ -47,8 +48,14 @@ def inputs(n_grid: int, n_frames: int):
 
 
 def ours(out: Path, xs, values, coords, grid, dens, figsize, dpi) -> None:
-    animate.animate_trajectory(out, xs, xs, values, coords, density_grid=grid, densities=dens,
-                               sigma=0.5, formats=("gif",), figsize=figsize, dpi=dpi)  # fmt: skip
+    densities = [
+        SpectralDensity(
+            grid, d, d[None], np.zeros_like(d), np.zeros((1, 1)), np.ones((1, 1)), 0.5, 1, 1, 0
+        )
+        for d in dens
+    ]
+    animate.animate_trajectory(out, xs, xs, values, plane_trajectory(coords), densities=densities,
+                               formats=("gif",), figsize=figsize, dpi=dpi)  # fmt: skip
 
 
 def peer(out: Path, xs, values, coords, grid, dens, figsize, dpi, redraw: bool) -> None:

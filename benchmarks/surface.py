@@ -157,7 +157,7 @@ def main() -> None:
         return out
 
     def plane(**kw):
-        return ws.evaluate_plane(obj, center, d[0], d[1], xs, ys, **kw)
+        return ws.evaluate_plane(obj, center, d[0], d[1], xs, ys, engine=kw)
 
     t_cold, (cold, obj) = timed(weightspace_cold)
     eng = cold.metadata["engine"]
@@ -226,7 +226,7 @@ def main() -> None:
         ),
     ):
         if kw["compile"] == "on":  # compile on a 2x2 grid first: time the warm engine
-            ws.evaluate_plane(obj, center, d[0], d[1], xs[:2], ys[:2], **kw)
+            ws.evaluate_plane(obj, center, d[0], d[1], xs[:2], ys[:2], engine=kw)
         t, s = timed(lambda kw=kw: plane(**kw))
         say(
             f"  {label:<24}: {t:6.2f} s  x{fastest / t:4.2f} vs fastest peer  "

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import check_line, fresh_dir, parse_args, save, write_summary, write_table
 
 import weightspace as ws
-from weightspace.overlay import plane_extent
+from weightspace.landscape import plane_extent
 from weightspace.render import export, new_figure, static
 from weightspace.train import train
 

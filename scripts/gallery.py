@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from weightspace.landscape import load_surface
 from weightspace.render import save_figure, static
-from weightspace.store import load_result
+from weightspace.results import load
 
 GALLERY = Path(__file__).resolve().parents[1] / "docs" / "gallery"
 
@@ -26,47 +25,44 @@ def main() -> None:
     art, out = Path(args.src) / "artifacts", Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    surf = load_surface(art / "surface-pca")
-    trajs = [
-        {
-            "coords": t.coords,
-            "steps": t.steps,
-            "loss": t.loss,
-            "label": t.name,
-            "residual": t.residual,
-            "projected_loss": t.plane_loss,
-        }
-        for t in surf.trajectories
-    ]
+    surf = load(art / "surface-pca", kind="surface")
     fig, _ = static.plot_surface_contour(
-        surf.xs, surf.ys, surf.values, trajs, log=True, title="Four optimisers on one PCA plane"
+        surf.xs,
+        surf.ys,
+        surf.values,
+        surf.trajectories,  # PlaneTrajectory objects, drawn as they are
+        log=True,
+        title="Four optimisers on one PCA plane",
     )
     save_figure(fig, out / "surface.png", dpi=90)
 
-    arrays, meta = load_result(art / "pca")
-    labels = meta["labels"]
-    coords = [arrays[f"coords_{r}"] for r in range(len(labels))]
-    losses = [arrays[f"metric_{r}_loss"] for r in range(len(labels))]
-    fig, _ = static.plot_parametric_3d(coords[:4], losses[:4], labels[:4])
+    proj = load(art / "pca", kind="projection")
+    runs = proj.runs[:4]
+    fig, _ = static.plot_parametric_3d(
+        [r.coords for r in runs], [r.metrics["loss"] for r in runs], [r.label for r in runs]
+    )
     save_figure(fig, out / "pca_3d.png", dpi=90)
+    null = proj.runs[1].null
     fig, _ = static.plot_pca_spectrum(
-        arrays["ratios_1"], arrays["null_ratios_1"], arrays["correlations_1"], title=labels[1]
+        null.ratios, null.null_ratios, null.correlations, title=proj.runs[1].label
     )
     save_figure(fig, out / "pca_null.png", dpi=90)
 
-    emb = {}
-    scores = {}
+    emb, scores = {}, {}
     for name, key in (("PHATE", "phate"), ("t-SNE", "tsne")):
-        a, m = load_result(art / key)
-        emb[name] = np.concatenate([a[f"coords_{r}"] for r in range(len(m["labels"]))])
-        scores[name] = m["trajectory_preservation"]
-        steps = np.concatenate([a[f"steps_{r}"] for r in range(len(m["labels"]))])
+        p = load(art / key, kind="projection")
+        emb[name] = np.concatenate(p.coords)
+        scores[name] = p.metadata["trajectory_preservation"]
+        steps = np.concatenate(p.steps)
     fig, _ = static.plot_embeddings(emb, scores, color=steps.astype(float))
     save_figure(fig, out / "embeddings.png", dpi=90)
 
-    spec, smeta = load_result(art / "spectrum-sgd-m0.9")
+    spec = load(art / "spectrum-sgd-m0.9", kind="spectrum")
     fig, _ = static.plot_density_heatmap(
-        spec["positions"], spec["grid"], spec["density"], float(smeta["sigma"])
+        spec.positions,
+        spec.densities[0].grid,
+        np.stack([d.density for d in spec.densities]),
+        float(spec.densities[0].sigma),
     )
     save_figure(fig, out / "density.png", dpi=90)
     print("\n".join(str(p) for p in sorted(out.glob("*.png"))))

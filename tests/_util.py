@@ -21,3 +21,32 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None):
         env=full_env,
         timeout=300,
     )
+
+
+def run_script(path: Path, *args: str) -> str:
+    """Run ``python PATH ARGS`` in this process (``__main__``), returning what it printed.
+
+    The interpreter is already warm, so an example costs its own work only. Torch's thread
+    count (examples set one thread in quick mode) and ``sys.argv`` are restored afterwards;
+    a non-zero ``SystemExit`` fails the calling test.
+    """
+    import contextlib
+    import io
+    import runpy
+
+    import torch
+
+    threads, argv = torch.get_num_threads(), sys.argv
+    out = io.StringIO()
+    sys.argv = [str(path), *args]
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as e:
+        if e.code not in (0, None):
+            tail = out.getvalue()[-2000:]
+            raise AssertionError(f"{path.name} exited with {e.code}: {tail}") from None
+    finally:
+        sys.argv = argv
+        torch.set_num_threads(threads)
+    return out.getvalue()

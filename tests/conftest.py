@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 import weightspace as ws
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: one intra-op thread each, so that the
+    # workers do not oversubscribe the cores (torch's threads spin while they wait)
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

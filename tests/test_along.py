@@ -8,13 +8,20 @@ points is diagonal, so Hutchinson estimates with common random numbers differ by
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import weightspace as ws
-from weightspace.curvature import curvature_along, curvature_between
+from weightspace.curvature import (
+    CurvatureSettings,
+    curvature_along,
+    curvature_at,
+    curvature_between,
+)
 from weightspace.errors import LayoutMismatchError, WeightspaceError
 
 F64 = torch.float64
@@ -72,8 +79,8 @@ def test_top_k_overlap_and_edge_of_stability_along_a_run(tmp_path):
     for d, w in zip(out.densities, POINTS):
         assert d.mean == pytest.approx(np.square(w).mean(), abs=1e-10)
     assert out.eigenvectors.shape == (2, 6)
-    arrays = out.to_arrays()
-    assert arrays["density"].shape == (4, 1000) and arrays["nodes"].shape == (4, 10, 6)
+    assert np.stack([d.density for d in out.densities]).shape == (4, 1000)
+    assert np.stack([d.nodes for d in out.densities]).shape == (4, 10, 6)
 
 
 def test_momentum_raises_the_stability_threshold(tmp_path):
@@ -148,3 +155,54 @@ def test_a_non_finite_point_names_its_step(tmp_path):
     traj = record(tmp_path / "run", model, [POINTS[0], [float("inf"), *POINTS[0][1:]]])
     with pytest.raises(WeightspaceError, match=r"^at step 1: theta: the loss is (inf|nan)"):
         curvature_along(objective(model), traj, top_k=1)
+
+
+def test_every_keyword_of_curvature_at_overrides_a_settings_object():
+    model = Quartic(6)
+    obj = objective(model)
+    points = [
+        (0, torch.tensor(POINTS[0], dtype=F64)),  # (position, theta)
+        (1, torch.tensor(POINTS[2], dtype=F64), obj),  # (position, theta, objective)
+    ]
+    keywords = {
+        "top_k": 2, "trace_probes": 3, "density": True, "n_probes": 2, "n_steps": 6,
+        "sigma": 0.1, "grid_points": 50, "seed": 1, "tol": 1e-9, "block_size": 1,
+        "dtype": F64, "include": None, "method": "auto", "split": "auto",
+    }  # fmt: skip
+    run = {"lr": 0.1, "momentum": 0.0, "optimizer": None, "n_points": 2, "progress": False}
+    out = curvature_at(obj, points, **keywords, **run)
+    settings = CurvatureSettings(**keywords)
+    same = curvature_at(obj, iter(points), settings, lr=0.1)
+    half = curvature_at(obj, points, CurvatureSettings(top_k=5, density=True), **keywords)
+    expected = np.sort(np.square([POINTS[0], POINTS[2]]), axis=1)[:, ::-1][:, :2]
+    for result in (out, same, half):
+        np.testing.assert_allclose(result.eigenvalues, expected, atol=1e-9)
+        np.testing.assert_array_equal(result.trace, out.trace)
+        np.testing.assert_array_equal(result.densities[1].density, out.densities[1].density)
+    assert out.densities[0].grid.shape == (50,) and out.metadata["sigma"] == 0.1
+    np.testing.assert_allclose(out.lambda_max_lr, 0.1 * expected[:, 0], atol=1e-9)
+    # "auto" lets plan_hessian decide at each point; its decisions are recorded
+    assert settings.n_products() == 21 + 2 + 3 + 12
+    assert out.metadata["hvp_plans"] == [{"route": "double-backward", "block": None}] * 2
+    plan = out.metadata["hvp_plan"]
+    assert plan["method"] == "auto" and plan["n_products"] == settings.n_products()
+    forward = curvature_at(obj, points, settings, method="forward")
+    assert [p["route"] for p in forward.metadata["hvp_plans"]] == ["forward", "forward"]
+    np.testing.assert_allclose(forward.eigenvalues, expected, atol=1e-9)
+
+
+def test_settings_are_frozen_and_unknown_keywords_are_one_line_errors():
+    obj = objective(Quartic(6))
+    points = [(0, torch.tensor(POINTS[0], dtype=F64))]
+    settings = CurvatureSettings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.top_k = 3
+    with pytest.raises(WeightspaceError, match=r"^topk: not a curvature setting") as e:
+        curvature_at(obj, points, topk=2)
+    assert "\n" not in str(e.value)
+    with pytest.raises(WeightspaceError, match=r"^settings: expected a CurvatureSettings"):
+        curvature_at(obj, points, {"top_k": 2})
+    with pytest.raises(WeightspaceError, match=r"split='nothing\.\*' matched none"):
+        curvature_at(obj, points, top_k=1, split="nothing.*")
+    with pytest.raises(WeightspaceError, match=r"method: expected one of 'auto'"):
+        curvature_at(obj, points, top_k=1, method="fast")

@@ -7,7 +7,6 @@ import pytest
 from scipy.spatial.distance import cdist
 
 import weightspace as ws
-from test_pca import write_run
 from weightspace.analysis import (
     cosine_similarities,
     endpoint_matrices,
@@ -17,6 +16,7 @@ from weightspace.analysis import (
     path_metrics,
     variance_explained,
 )
+from weightspace.testing import write_run
 
 
 def test_path_metrics_of_a_right_angle_path(tmp_path):

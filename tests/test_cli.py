@@ -1,82 +1,97 @@
+"""The command line as a whole: one --json schema for every command, exit codes, one-line
+errors naming flags, the demo, and the entry points in real processes."""
+
+from __future__ import annotations
+
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 import weightspace as ws
 from _util import run_cli
+from weightspace.cli import COMMANDS, main
+
+SCHEMA_KEYS = {"command", "artifacts", "sidecar", "summary"}
 
 
-def one_line_error(res, *fragments):
-    assert res.returncode == 1, (res.returncode, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    for frag in fragments:
-        assert frag in lines[0], lines[0]
-    return lines[0]
+def call(capsys, *args):
+    """``(exit code, stdout, stderr lines)`` of ``weightspace ARGS`` in this process."""
+    code = main([*map(str, args), "--no-progress"])
+    out = capsys.readouterr()
+    return code, out.out, out.err.strip().splitlines()
 
 
-def test_record_info_import_round_trip(tmp_path):
-    res = run_cli(
-        "record",
-        "--problem",
-        "digits-mlp",
-        "--steps",
-        "20",
-        "--every",
-        "10",
-        "--lr",
-        "0.3",
-        "-o",
-        str(tmp_path / "run"),
-        "--json",
-    )
-    assert res.returncode == 0, res.stderr
-    summary = json.loads(res.stdout)
-    assert summary["snapshots"] == 3 and summary["parameters"] == 3010
-    info = json.loads(run_cli("info", str(tmp_path / "run"), "--json").stdout)
-    assert info["steps"] == {"first": 0, "last": 20, "every": 10}
-    assert info["metadata"]["lr"] == 0.3 and "loss" in info["metrics"]
-    text = run_cli("info", str(tmp_path / "run"))
-    assert "3,010 in 4 tensors" in text.stdout
-    # checkpoints of the recorded run, imported back through the CLI
-    traj = ws.Trajectory.load(tmp_path / "run")
+def call_json(capsys, *args) -> dict:
+    code, out, err = call(capsys, *args, "--json")
+    assert code == 0, err
+    payload = json.loads(out)
+    check_schema(payload, args[0])
+    return payload
+
+
+def check_schema(payload: dict, command: str) -> None:
+    """The one documented --json schema (README, "Command line")."""
+    assert set(payload) == SCHEMA_KEYS, payload.keys()
+    assert payload["command"] == command
+    assert isinstance(payload["artifacts"], dict) and payload["artifacts"]
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in payload["artifacts"].items())
+    assert payload["sidecar"] is None or isinstance(payload["sidecar"], str)
+    assert isinstance(payload["summary"], dict)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    assert main(["record", "--problem", "digits-mlp", "--steps", "20", "--every", "5",
+                 "--lr", "0.3", "-o", str(root / "run"), "--no-progress"]) == 0  # fmt: skip
+    return root / "run"
+
+
+def test_every_command_prints_the_one_json_schema(run_dir, tmp_path, capsys):
+    """Each command once with --json (the demo has its own test below)."""
     (tmp_path / "ckpt").mkdir()
-    for i, step in enumerate(traj.steps):
+    traj = ws.Trajectory.load(run_dir)
+    for i, step in enumerate(traj.steps[:2]):
         torch.save(
             {k: v.clone() for k, v in traj.layout.unflatten(traj.theta(i)).items()},
             tmp_path / "ckpt" / f"step_{step}.pt",
         )
-    res = run_cli(
-        "import",
-        str(tmp_path / "ckpt" / "step_*.pt"),
-        "-o",
-        str(tmp_path / "imp"),
-        "--problem",
-        "digits-mlp",
-        "--json",
-    )
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["steps"] == [0, 10, 20]
+    p = ["--problem", "digits-mlp"]
+    art = tmp_path / "art"
+    commands = {
+        "record": ["record", *p, "--steps", "5", "--every", "5", "-o", tmp_path / "r2"],
+        "import_": ["import", tmp_path / "ckpt", "-o", tmp_path / "imp", *p],
+        "info": ["info", run_dir],
+        "project": ["project", run_dir, "-o", art / "pca"],
+        "surface": ["surface", *p, run_dir, "--grid", "3", "-o", art / "s"],
+        "line": ["line", *p, run_dir, "--points", "3", "-o", art / "l"],
+        "spectrum": ["spectrum", *p, run_dir, "--top-k", "1", "-o", art / "h"],
+        "sample": ["sample", *p, run_dir, "--step-sizes", "0.5", "--seeds", "0",
+                   "--retrain-steps", "5", "--no-project", "-o", tmp_path / "jumps"],
+        "report": ["report", "--artifacts", art, "-o", tmp_path / "r.html", "--no-animations"],
+    }  # fmt: skip
+    assert set(commands) | {"demo"} == set(COMMANDS)
+    for name, args in commands.items():
+        payload = call_json(capsys, *args)
+        for path in payload["artifacts"].values():
+            assert Path(path).exists(), (name, path)
+        if payload["sidecar"] is not None:
+            assert json.loads(Path(payload["sidecar"]).read_text())
 
 
-@pytest.mark.slow
-def test_demo_quick_runs_end_to_end(tmp_path):
-    res = run_cli("demo", "--quick", "-o", str(tmp_path / "demo"), "--json")
-    assert res.returncode == 0, res.stderr
-    summary = json.loads(res.stdout)
-    runs = summary["runs"]
-    assert len(runs) == 6
-    assert {len(ws.Trajectory.load(p)) for p in runs.values()} == {13}
-    kinds = sorted(
-        json.loads(f.read_text())["kind"] for f in (tmp_path / "demo" / "artifacts").glob("*.json")
-    )
-    assert kinds == ["line", "projection", "projection", "projection", "spectrum", "surface"]
-    page = (tmp_path / "demo" / "report.html").read_text()
-    for section in ("Trajectories: PCA", "PHATE", "Loss landscape", "Interpolation", "Curvature"):
-        assert section in page, section
-    again = run_cli("demo", "--quick", "-o", str(tmp_path / "demo"))
-    one_line_error(again, "already holds demo output", "--overwrite")
+def test_usage_errors_exit_2_and_user_errors_exit_1_in_one_line(run_dir, tmp_path, capsys):
+    code, _, err = call(capsys, "record", "--problem", "digits-mlp", "--every", "0", "-o", "x")
+    assert code == 2 and len(err) == 1 and "--every" in err[0]  # argparse: a usage error
+    code, _, err = call(capsys, "surface", run_dir, "-o", tmp_path / "s")
+    assert code == 2 and len(err) == 1 and "--problem" in err[0]
+    code, _, err = call(capsys, "spectrum", "--problem", "digits-mlp", run_dir, "--at", "later",
+                        "-o", tmp_path / "h")  # fmt: skip
+    assert code == 1 and len(err) == 1
+    assert err[0].startswith("weightspace spectrum: error: --at: expected")  # the flag, not at=
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(
@@ -84,43 +99,49 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     [
         (["info", "{tmp}/missing"], ["does not exist"]),
         (["info", "{tmp}"], ["is not a weightspace run"]),
-        (["record", "--problem", "digits-mlp", "--every", "0", "-o", "{tmp}/r"], ["--every"]),
         (["record", "--problem", "cifar", "-o", "{tmp}/r"], ["unknown problem 'cifar'"]),
         (
             ["record", "--problem", "{tmp}/p.py:bad", "-o", "{tmp}/r"],
             ["returned int, expected a weightspace.Problem"],
         ),
         (["import", "{tmp}/none_*.pt", "-o", "{tmp}/r"], ["matched no checkpoint file"]),
+        (["record", "--problem", "digits-mlp", "--optimizer", "sgdd", "-o", "{tmp}/r"],
+         ["--optimizer: expected one of"]),
     ],
-)
-def test_bad_input_gives_one_line_and_exit_1(tmp_path, args, fragments):
+)  # fmt: skip
+def test_bad_input_gives_one_line_and_exit_1(tmp_path, capsys, args, fragments):
     (tmp_path / "p.py").write_text("def bad():\n    return 42\n")
-    res = run_cli(*[a.format(tmp=tmp_path) for a in args])
-    one_line_error(res, *fragments)
+    code, _, err = call(capsys, *[a.format(tmp=tmp_path) for a in args])
+    assert code == 1 and len(err) == 1, err
+    for frag in fragments:
+        assert frag in err[0], err[0]
     assert not (tmp_path / "r").exists()
 
 
-def test_corrupt_snapshot_via_cli(tmp_path):
-    run_cli(
-        "record",
-        "--problem",
-        "digits-mlp",
-        "--steps",
-        "10",
-        "--every",
-        "5",
-        "-o",
-        str(tmp_path / "run"),
-    )
-    victim = tmp_path / "run" / "snapshots" / "000000005.npy"
+def test_corrupt_snapshot_is_one_line_and_verbose_shows_the_traceback(run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    victim = run / "snapshots" / "000000005.npy"
     victim.write_bytes(victim.read_bytes()[:200])  # header intact, data cut
-    line = one_line_error(run_cli("info", str(tmp_path / "run")), "000000005.npy", "truncated")
-    assert line.startswith("weightspace info: error:")
-    verbose = run_cli("info", str(tmp_path / "run"), "-v")
-    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+    code, _, err = call(capsys, "info", run)
+    assert code == 1 and len(err) == 1 and "000000005.npy" in err[0] and "truncated" in err[0]
+    assert err[0].startswith("weightspace info: error:")
+    with pytest.raises(ws.CorruptRunError, match="truncated"):  # -v: the exception itself
+        main(["info", str(run), "-v"])
 
 
-def test_help_has_examples():
-    for cmd in ("info", "record", "import", "demo"):
-        res = run_cli(cmd, "-h")
-        assert res.returncode == 0 and "examples:" in res.stdout and "--json" in res.stdout
+def test_help_has_examples_and_every_option_documented(capsys):
+    for name in COMMANDS:
+        cmd = name.rstrip("_")
+        assert main([cmd, "-h"]) == 0
+        out = capsys.readouterr().out
+        assert "examples:" in out and "--json" in out, cmd
+
+
+def test_entry_point_in_a_real_process(tmp_path):
+    res = run_cli("record", "--problem", "digits-mlp", "--steps", "10", "--every", "5",
+                  "-o", str(tmp_path / "run"), "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    payload = json.loads(res.stdout)
+    check_schema(payload, "record")
+    assert payload["summary"]["snapshots"] == 3 and payload["summary"]["parameters"] == 3010

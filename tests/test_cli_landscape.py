@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import weightspace as ws
-from _util import run_cli
 from weightspace.cli import main
 from weightspace.train import train
 
@@ -27,10 +26,12 @@ def runs(tmp_path_factory):
 
 
 def cli_json(capsys, *args):
+    """The command's --json summary (the envelope is checked in test_cli.py)."""
     code = main([*map(str, args), "--json", "--no-progress"])
     out = capsys.readouterr()
     assert code == 0, out.err
-    return json.loads(out.out)
+    payload = json.loads(out.out)
+    return {**payload["summary"], **payload["artifacts"]}
 
 
 def cli_error(capsys, *args):
@@ -70,21 +71,23 @@ def test_surface_random_non_square_with_trajectories(runs, tmp_path, capsys):
         out,
     )
     assert s["grid"] == [3, 5] and s["surface"] == f"{out}.npz"
-    surf = ws.load_surface(out)
+    surf = ws.load(out, "surface")
     assert surf.values.shape == (3, 5) and surf.accuracy.shape == (3, 5)
     np.testing.assert_array_equal(surf.xs, np.linspace(-1, 1, 5))
     np.testing.assert_array_equal(surf.ys, np.linspace(-0.5, 0.5, 3))
     meta = surf.metadata
-    assert meta["kind"] == "surface" and meta["directions"]["seed"] == 2
-    assert meta["directions"]["normalization"] == "filter" and meta["mode"] == "eval"
+    assert json.loads((tmp_path / "surf.json").read_text())["kind"] == "surface"
+    assert meta["directions"]["seed"] == 2
+    assert meta["directions"]["normalization"] == "filter"
+    assert meta["objective"]["mode"] == "eval"
     assert meta["data"]["split"] == "train" and meta["data"]["n_samples"] == 1437
     assert meta["center"] == {"run": str(a), "step": 20} and meta["engine"]["compiled"] is False
     # the centre (grid middle) is the final point of the first run
     traj = ws.Trajectory.load(a)
     obj = objective()
     assert surf.values[1, 2] == pytest.approx(obj.evaluate(traj.theta(-1)).loss, rel=1e-6)
-    # the directions saved beside the result reproduce a grid point through the API
-    d = np.load(f"{out}.directions.npy")
+    # the directions saved with the result reproduce a grid point through the API
+    d = surf.directions
     assert d.shape == (2, 3010) and torch.equal(
         torch.from_numpy(d), ws.random_directions(traj.theta(-1), obj.layout, seed=2).vectors
     )
@@ -121,7 +124,7 @@ def test_surface_from_a_file_with_auto_span(runs, tmp_path, capsys):
         "-o",
         tmp_path / "f",
     )
-    surf = ws.load_surface(tmp_path / "f")
+    surf = ws.load(tmp_path / "f")
     assert surf.metadata["directions"]["kind"] == "file" and surf.metadata["auto_span"]
     for t in surf.trajectories:  # the grid covers every snapshot
         assert surf.xs[0] < t.coords[:, 0].min() and t.coords[:, 0].max() < surf.xs[-1]
@@ -135,7 +138,7 @@ def test_surface_from_a_file_with_auto_span(runs, tmp_path, capsys):
 def test_line_initial_to_final_and_between_runs(runs, tmp_path, capsys):
     a, b = runs
     s = cli_json(capsys, "line", "--problem", "digits-mlp", a, "--points", 9, "-o", tmp_path / "l")
-    line = ws.load_line(tmp_path / "l")
+    line = ws.load(tmp_path / "l", "line")
     assert s["points"] == 9 and line.alphas[0] == -0.5 and line.alphas[-1] == 1.5
     traj, obj = ws.Trajectory.load(a), objective()
     i0, i1 = np.flatnonzero(line.alphas == 0)[0], np.flatnonzero(line.alphas == 1)[0]
@@ -159,7 +162,7 @@ def test_line_initial_to_final_and_between_runs(runs, tmp_path, capsys):
         "-o",
         tmp_path / "ab",
     )
-    line = ws.load_line(tmp_path / "ab")
+    line = ws.load(tmp_path / "ab", "line")
     assert line.metadata["points"]["end"] == {"run": str(b), "step": 10}
     tb = ws.Trajectory.load(b)
     assert line.values[-1] == pytest.approx(obj.evaluate(tb.theta(2)).loss, rel=1e-6)
@@ -170,10 +173,10 @@ def test_line_initial_to_final_and_between_runs(runs, tmp_path, capsys):
     [
         (["--grid", "1"], ["--grid: expected at least 2 grid points, got 1"]),
         (["--span", "1", "-1"], ["--span: expected low < high, got 1 -1"]),
-        (["--problem", "digits-cnn"], ["vs --problem digits-cnn", "same model"]),
+        (["--problem", "digits-cnn"], ["the problem's model", "same model"]),
         (["--directions", "{tmp}/zero.npy"], ["zero-norm direction"]),
         (["--directions", "{tmp}/one.npy"], ["holds 1 direction, a plane needs 2"]),
-        (["--directions", "spiral"], ["--directions: expected random, pca"]),
+        (["--directions", "spiral"], ["--directions: expected one of random, pca"]),
     ],
 )
 def test_surface_errors_are_one_line(runs, tmp_path, capsys, args, fragments):
@@ -191,20 +194,3 @@ def test_line_errors_are_one_line(runs, tmp_path, capsys):
     assert "--alphas: expected low < high" in cli_error(capsys, *base, "--alphas", "1", "0")
     assert "at least 2 grid points" in cli_error(capsys, *base, "--points", "1")
     assert "step 7 is not in run" in cli_error(capsys, *base, "--to", f"{runs[1]}:7")
-
-
-def test_surface_entry_point_in_a_subprocess(runs, tmp_path):
-    res = run_cli(
-        "surface",
-        "--problem",
-        "digits-mlp",
-        str(runs[0]),
-        "--grid",
-        "3",
-        "--resume",
-        "-o",
-        str(tmp_path / "sub"),
-    )
-    assert res.returncode == 0, res.stderr
-    assert "surface 3x3" in res.stdout and "r0: 5 snapshots" in res.stdout
-    assert ws.load_surface(tmp_path / "sub").values.shape == (3, 3)

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import weightspace as ws
 from weightspace.cli import main
@@ -28,8 +27,10 @@ def spectrum(capsys, *argv) -> tuple[int, dict | str | None, str]:
     """Exit code, the --json summary (or the printed text), and stderr."""
     code = main(["spectrum", "--problem", "digits-mlp", "--no-progress", *map(str, argv)])
     captured = capsys.readouterr()
-    summary = json.loads(captured.out) if code == 0 and "--json" in argv else captured.out
-    return code, summary, captured.err
+    if code == 0 and "--json" in argv:
+        payload = json.loads(captured.out)
+        return code, {**payload["summary"], **payload["artifacts"]}, captured.err
+    return code, captured.out, captured.err
 
 
 def test_final_point_with_trace_density_and_directions(runs, tmp_path, capsys):
@@ -40,28 +41,31 @@ def test_final_point_with_trace_density_and_directions(runs, tmp_path, capsys):
         "-o", out, "--json",
     )  # fmt: skip
     assert code == 0
-    arrays, meta = ws.load_result(out)
-    assert meta["kind"] == "spectrum"
+    spec = ws.load(out, "spectrum")
+    meta = spec.metadata
     for key, value in {
-        "sigma": 0.01, "n_probes": 2, "n_steps": 12, "seed": 4, "trace_probes": 8,
-        "mode": "eval", "data": "train", "n_samples": 1437, "top_k": 3, "problem": "digits-mlp",
+        "sigma": 0.01, "n_probes": 2, "n_steps": 12, "seed": 4, "trace_probes": 8, "top_k": 3,
     }.items():  # fmt: skip
         assert meta[key] == value, key
-    assert arrays["positions"].tolist() == [20]
-    assert arrays["eigenvalues"].shape == (1, 3) and np.all(np.diff(arrays["eigenvalues"][0]) <= 0)
-    assert arrays["density"].shape == (1, 1000) and arrays["nodes"].shape == (1, 2, 12)
-    assert np.trapezoid(arrays["density"][0], arrays["grid"]) == pytest.approx(1.0, abs=1e-6)
+    assert meta["data"]["split"] == "train" and meta["data"]["n_samples"] == 1437
+    assert meta["mode"] == "eval" and meta["problem"] == "digits-mlp"
+    assert spec.positions.tolist() == [20]
+    assert spec.eigenvalues.shape == (1, 3) and np.all(np.diff(spec.eigenvalues[0]) <= 0)
+    (dens,) = spec.densities
+    assert dens.density.shape == (1000,) and dens.nodes.shape == (2, 12)
+    assert np.trapezoid(dens.density, dens.grid) == pytest.approx(1.0, abs=1e-6)
     # the eigenvectors are Hessian eigenvectors at the final point
     traj = ws.Trajectory.load(runs[0])
     obj = ws.Objective(ws.zoo.problem("digits-mlp"))
     op = ws.HessianOperator(obj, traj.theta(len(traj) - 1))
-    x = torch.from_numpy(arrays["eigenvectors"][0])
-    lam = float(arrays["eigenvalues"][0, 0])
+    x = spec.eigenvectors[0]
+    lam = float(spec.eigenvalues[0, 0])
     assert float((op @ x - lam * x).norm()) <= 1e-3 * abs(lam)
-    directions = np.load(s["directions"], allow_pickle=False)
-    assert directions.shape == (2, 3010)
-    np.testing.assert_allclose(directions, arrays["eigenvectors"][:2], atol=1e-7)
-    assert s["eigenvalues"] == arrays["eigenvalues"].tolist()
+    # the result file gives surface --directions the top two
+    d = ws.load_directions(s["spectrum"])
+    assert d.vectors.shape == (3, 3010)
+    np.testing.assert_allclose(d.vectors[:2].numpy(), spec.eigenvectors[:2].numpy(), atol=1e-7)
+    assert s["eigenvalues"] == spec.eigenvalues.tolist()
 
 
 def test_every_k_and_the_edge_of_stability_summary(runs, tmp_path, capsys):
@@ -85,10 +89,9 @@ def test_between_two_runs(runs, tmp_path, capsys):
     )  # fmt: skip
     assert code == 0
     assert s["axis"] == "alpha" and s["positions"] == [0.0, 0.5, 1.0]
-    _, meta = ws.load_result(tmp_path / "line")
+    meta = ws.load(tmp_path / "line").metadata
     assert meta["between"].endswith("run1") and meta["step_b"] == 20
-    end = json.loads((tmp_path / "line.json").read_text())
-    assert end["distance"] > 0
+    assert meta["distance"] > 0
 
 
 def test_human_readable_output(runs, tmp_path, capsys):
@@ -105,23 +108,23 @@ def test_split_gives_the_same_spectrum_and_is_recorded(runs, tmp_path, capsys):
         out = tmp_path / f"split-{split[0]}"
         code, _, _ = spectrum(capsys, runs[0], "--top-k", "3", "--split", split, "-o", out)
         assert code == 0
-        results[split] = ws.load_result(out)
-    (plain, meta_plain), (split, meta_split) = results["none"], results["0.*"]
-    assert meta_plain["hvp_split"] is None
-    assert meta_split["hvp_split"] == ["0.weight", "0.bias"]
-    np.testing.assert_allclose(split["eigenvalues"], plain["eigenvalues"], rtol=1e-4)
+        results[split] = ws.load(out)
+    plain, split = results["none"], results["0.*"]
+    assert plain.metadata["hvp_split"] is None
+    assert split.metadata["hvp_split"] == ["0.weight", "0.bias"]
+    np.testing.assert_allclose(split.eigenvalues, plain.eigenvalues, rtol=1e-4)
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--at", "every:x"], "--at: expected every:K"),
-        (["--at", "later"], "--at: expected final, all, every:K or a recorded step"),
+        (["--at", "later"], "--at: expected 'final', 'all', 'every:K', a recorded step"),
         (["--at", "7"], "step 7 is not in run"),
-        (["--top-k", "3010"], "top_k: expected 0 <= k < n=3010"),
-        (["--include", "conv*"], "include='conv*' matched no parameter"),
-        (["--split", "conv*"], "split='conv*' matched none of the operator's tensors"),
-        (["--at", "all", "--between", "RUN"], "--between needs one point of RUN"),
+        (["--top-k", "3010"], "--top-k: expected 0 <= k < n=3010"),
+        (["--include", "conv*"], "--include conv* matched no parameter"),
+        (["--split", "conv*"], "--split conv* matched none of the operator's tensors"),
+        (["--at", "all", "--between", "RUN"], "--at: the line to the other run needs one point"),
     ],
 )
 def test_bad_input_is_one_line_exit_1(runs, tmp_path, capsys, argv, message):

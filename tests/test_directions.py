@@ -4,7 +4,7 @@ import torch
 
 import weightspace as ws
 from weightspace.errors import LayoutMismatchError, WeightspaceError
-from weightspace.overlay import plane_extent
+from weightspace.landscape import plane_extent
 
 
 @pytest.fixture(scope="module")

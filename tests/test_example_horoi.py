@@ -4,35 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 
-from _util import REPO
+from _util import REPO, run_script
 
 
 def test_horoi_example_quick(tmp_path):
     out = tmp_path / "horoi"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "MPLBACKEND": "Agg"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "examples" / "horoi_jump_retrain.py"),
-            "--quick",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    stdout = run_script(REPO / "examples" / "horoi_jump_retrain.py", "--quick", "--out", str(out))
     for name in ("horoi_embeddings", "horoi_phate_runs", "horoi_persistence"):
         png = out / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     table = (out / "table.md").read_text()
-    assert "PHATE" in table and "t-SNE" in table and table in proc.stdout
+    assert "PHATE" in table and "t-SNE" in table and table in stdout
     assert "| 0.25 |" in (out / "jumps.md").read_text()
 
     summary = json.loads((out / "summary.json").read_text())
@@ -56,4 +39,4 @@ def test_horoi_example_quick(tmp_path):
     check = summary["check"]
     assert isinstance(check["holds"], bool)
     assert check["step_continuity"]["PHATE"] == spaces["PHATE"]["step continuity"]
-    assert ("holds" in proc.stdout) and summary["n_runs"] == 1 + 4 * 2
+    assert ("holds" in stdout) and summary["n_runs"] == 1 + 4 * 2

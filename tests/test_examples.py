@@ -1,8 +1,8 @@
 """The paper-reproduction examples run in quick mode and their checks hold.
 
-Each example runs as a subprocess from another working directory (so its path-relative
-import of ``_common`` is exercised), and the numbers behind each paper's check are recomputed
-here, independently of the example, from the runs it recorded.
+Each example runs as its own ``__main__`` in this process (the interpreter and torch are
+already loaded, so a test costs the example's work only), and the numbers behind each paper's
+check are recomputed here, independently of the example, from the runs it recorded.
 """
 
 from __future__ import annotations
@@ -10,9 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,23 +17,15 @@ import pytest
 import torch
 
 import weightspace as ws
+from _util import run_script
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def run_example(name: str, out: Path) -> dict:
-    """Run ``examples/NAME.py --quick --out OUT`` and return its summary."""
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=out.parent,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "paper:" in proc.stdout and "measured:" in proc.stdout
+    """Run ``examples/NAME.py --quick --out OUT`` (in this process) and return its summary."""
+    stdout = run_script(EXAMPLES / f"{name}.py", "--quick", "--out", str(out))
+    assert "paper:" in stdout and "measured:" in stdout
     return json.loads((out / "summary.json").read_text())
 
 

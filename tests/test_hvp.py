@@ -7,14 +7,13 @@ import torch
 from torch import nn
 
 import weightspace as ws
-from weightspace.curvature import HessianOperator
+from weightspace.curvature import ForwardModeError, HessianOperator, plan_hessian
+from weightspace.curvature.plan import LINEARIZE_AFTER
 from weightspace.errors import WeightspaceError
+from weightspace.testing import generator as gen
+from weightspace.testing import with_spectrum
 
 F64 = torch.float64
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 class Quadratic(nn.Module):
@@ -34,13 +33,6 @@ def quadratic_problem(A: torch.Tensor, n_samples: int = 6) -> ws.Problem:
     return ws.Problem(Quadratic(A), lambda out, t: out.mean(), (X, torch.zeros(n_samples)))
 
 
-def spectrum_matrix(eigenvalues: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    n = len(eigenvalues)
-    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen(seed), dtype=F64))
-    A = Q @ torch.diag(eigenvalues.to(F64)) @ Q.T
-    return 0.5 * (A + A.T)
-
-
 def regression_data(n: int = 10, d: int = 3, seed: int = 0):
     g = gen(seed)
     return torch.randn(n, d, generator=g, dtype=F64), torch.randn(n, generator=g, dtype=F64)
@@ -57,7 +49,7 @@ def linear_model(d: int = 3) -> nn.Module:
 
 def test_quadratic_hvp_is_A_v():
     lam = torch.tensor([-3.0, -0.5, 0.0, 0.0, 1.0, 2.5, 7.0], dtype=F64)
-    A = spectrum_matrix(lam)
+    A = with_spectrum(lam)
     op = HessianOperator(ws.Objective(quadratic_problem(A)))
     V = torch.randn(7, 3, generator=gen(2), dtype=F64)
     assert op.shape == (7, 7) and op.dtype == F64
@@ -167,32 +159,83 @@ class CubeModel(nn.Module):
         return _Cube.apply(self.w).sum() + 0 * x.sum()
 
 
-@pytest.mark.parametrize("kwargs", [{"linearize_after": 0}, {"cache": False}])
-def test_auto_falls_back_to_double_backward_without_forward_mode(kwargs):
+def cube_objective() -> ws.Objective:
     data = (torch.zeros(3, 1, dtype=F64), torch.zeros(3))
-    obj = ws.Objective(ws.Problem(CubeModel(), lambda out, t: out, data))
-    op = HessianOperator(obj, **kwargs)
-    H = op.to_dense()  # d²/dw² Σ w³ = diag(6 w)
-    torch.testing.assert_close(H, torch.diag(6 * torch.tensor([1.0, -2.0, 0.5], dtype=F64)))
+    return ws.Objective(ws.Problem(CubeModel(), lambda out, t: out, data))
+
+
+CUBE_HESSIAN = torch.diag(6 * torch.tensor([1.0, -2.0, 0.5], dtype=F64))  # d²/dw² Σ w³
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"n_products": 500}, {"cache": False}, {"method": "forward", "n_products": 3}]
+)
+def test_plan_falls_back_to_double_backward_without_forward_mode(kwargs):
+    op = plan_hessian(cube_objective(), **kwargs)
+    torch.testing.assert_close(op.to_dense(), CUBE_HESSIAN)
     assert op.method == "double-backward"
+    assert op.plan["route"] == "double-backward"
+    note = op.plan["note"]
+    assert note.startswith("forward mode unavailable") and "\n" not in note
+    assert op.metadata["hvp_plan"]["note"] == note
 
 
-def test_auto_linearises_once_enough_products_were_asked_for():
+def test_forward_route_without_forward_mode_is_a_one_line_error():
+    op = HessianOperator(cube_objective(), method="forward")
+    with pytest.raises(ForwardModeError) as e:
+        op @ torch.ones(3, dtype=F64)
+    msg = one_line(e)
+    assert msg.startswith("method='forward': forward-mode AD failed on this model")
+    assert "use method='double-backward'" in msg
+    assert isinstance(e.value, WeightspaceError)
+    # the double-backward route of the same model is right
+    dense = HessianOperator(cube_objective(), method="double-backward").to_dense()
+    torch.testing.assert_close(dense, CUBE_HESSIAN)
+
+
+def test_plan_chooses_the_route_from_the_products_planned():
     X, y = regression_data(10)
-    op = HessianOperator(ws.Objective(ws.Problem(linear_model(), mse, (X, y))), linearize_after=2)
+    obj = ws.Objective(ws.Problem(linear_model(), mse, (X, y)))
     Xt = torch.cat([X, torch.ones(10, 1, dtype=F64)], dim=1)
     H = 2 / 10 * Xt.T @ Xt
-    routes = []
-    for j in range(4):
-        v = torch.randn(4, generator=gen(j), dtype=F64)
+    v = torch.randn(4, generator=gen(0), dtype=F64)
+    few = plan_hessian(obj, n_products=LINEARIZE_AFTER - 1)
+    many = plan_hessian(obj, n_products=LINEARIZE_AFTER)
+    assert few.method == few.plan["route"] == "double-backward"
+    assert many.method == many.plan["route"] == "forward"
+    assert "kept graph" in few.plan["route_why"] and "linearisation pays" in many.plan["route_why"]
+    for op in (few, many):
         torch.testing.assert_close(op @ v, H @ v, rtol=0, atol=1e-12)
-        routes.append(op.method)
-    assert routes == ["double-backward", "double-backward", "forward", "forward"]
-    assert op.n_checks == 3  # the linearisation was checked once against a fresh product
-    announced = HessianOperator(op.objective, linearize_after=2)
-    announced.expect(5)  # what SLQ and trace do: enough products to linearise at once
-    torch.testing.assert_close(announced @ v, H @ v, rtol=0, atol=1e-12)
-    assert announced.method == "forward"
+        assert op.metadata["hvp_plan"] == op.plan and op.metadata["hvp_method"] == op.method
+    assert many.n_checks == 3  # the linearisation was checked once against a fresh product
+    assert many.plan["planning_products"] == 1  # the forward route was traced once
+    given = plan_hessian(obj, n_products=1000, method="double-backward")
+    assert given.method == "double-backward" and given.plan["route_why"] == "given"
+
+
+def test_plan_takes_the_kept_graph_when_the_linearisation_is_inconsistent():
+    X, _ = regression_data(12, 3)
+    y = (torch.arange(12) % 2).to(F64)
+    bce = nn.BCEWithLogitsLoss()
+    obj = ws.Objective(ws.Problem(linear_model(), lambda out, t: bce(out[:, 0], t), (X, y)))
+    op = plan_hessian(obj, n_products=500, split=None)
+    assert op.method == "double-backward" and "linearisation inconsistent" in op.plan["note"]
+    forced = plan_hessian(obj, n_products=500, method="forward", split=None)
+    assert forced.method == "forward" and forced.linearize_failed  # asked for: kept
+    torch.testing.assert_close(forced.to_dense(), op.to_dense(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "auto"}, r"method: expected one of 'forward', 'double-backward', got 'auto'"),
+        ({"dtype": torch.int64}, r"dtype: expected a floating torch dtype"),
+    ],
+)
+def test_bad_operator_settings_are_one_line_errors(kwargs, match):
+    with pytest.raises(WeightspaceError, match=match) as e:
+        HessianOperator(mlp_objective(), **kwargs)
+    one_line(e)
 
 
 def mlp_objective() -> ws.Objective:

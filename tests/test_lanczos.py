@@ -11,18 +11,9 @@ import weightspace as ws
 from weightspace.curvature import HessianOperator, spectral_density, top_eigenpairs
 from weightspace.curvature.slq import gaussian_density
 from weightspace.errors import WeightspaceError
+from weightspace.testing import with_spectrum
 
 F64 = torch.float64
-
-
-def with_spectrum(eigenvalues, seed: int = 0) -> torch.Tensor:
-    lam = torch.as_tensor(eigenvalues, dtype=F64)
-    n = len(lam)
-    Q, _ = torch.linalg.qr(
-        torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=F64)
-    )
-    A = Q @ torch.diag(lam) @ Q.T
-    return 0.5 * (A + A.T)
 
 
 # negative, zero (many times, in the middle) and positive eigenvalues
@@ -120,13 +111,12 @@ def test_eigenvectors_are_signed_and_exported_as_directions(A, tmp_path):
     torch.testing.assert_close(eig.eigenvectors, again.eigenvectors, rtol=0, atol=1e-7)
     Y = eig.eigenvectors
     assert bool((Y.gather(1, Y.abs().argmax(1, keepdim=True)) > 0).all())
-    path = eig.save_directions(tmp_path / "dirs.npy")
-    saved = np.load(path, allow_pickle=False)
-    assert saved.shape == (2, A.shape[0]) and saved.dtype == np.float32
-    np.testing.assert_allclose(saved, Y[:2].numpy(), atol=1e-7)
+    path = ws.save(eig, tmp_path / "eig")
+    back = ws.load(path, "eigenpairs")
+    torch.testing.assert_close(back.eigenvectors, Y, rtol=0, atol=0)
     assert not list(tmp_path.glob(".*.tmp"))
     d = ws.load_directions(path)  # what the landscape commands read with --directions
-    assert tuple(d.vectors.shape) == (2, A.shape[0])
+    assert tuple(d.vectors.shape) == (3, A.shape[0])
 
 
 def test_small_operator_is_solved_densely():

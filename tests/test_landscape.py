@@ -7,42 +7,18 @@ import torch
 from torch import nn
 
 import weightspace as ws
+from weightspace import testing
 from weightspace.errors import LayoutMismatchError, WeightspaceError
-from weightspace.landscape import grid_axis
-from weightspace.overlay import points_losses
+from weightspace.landscape import grid_axis, points_losses
+from weightspace.testing import mean_of_outputs, with_spectrum
 
 
 # ---------------------------------------------------------------------------- a quadratic
-class Quadratic(nn.Module):
-    """Per-sample loss 0.5 (w - mu_i)^T A (w - mu_i); the inputs are the mu_i."""
-
-    def __init__(self, A: torch.Tensor, w: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("A", A)
-        self.w = nn.Parameter(w.clone())
-
-    def forward(self, mu: torch.Tensor) -> torch.Tensor:
-        r = self.w - mu
-        return 0.5 * ((r @ self.A) * r).sum(dim=1)
-
-
-def mean_loss(out, _targets):
-    return out.mean()
-
-
 def quadratic_problem(n=6, sizes=(5, 3, 4), seed=0):
     """A known matrix A = Q diag(lam) Q^T and uneven batches of centres mu_i."""
-    g = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
-    lam = torch.linspace(0.5, 4.0, n, dtype=torch.float64)
-    A = q @ torch.diag(lam) @ q.T
-    mus = torch.randn(sum(sizes), n, generator=g, dtype=torch.float64)
-    batches, a = [], 0
-    for s in sizes:
-        batches.append((mus[a : a + s], torch.zeros(s, dtype=torch.float64)))
-        a += s
-    model = Quadratic(A, torch.randn(n, generator=g, dtype=torch.float64))
-    return ws.Problem(model, mean_loss, batches, name="quadratic"), A.numpy(), mus.numpy(), sizes
+    A = with_spectrum(torch.linspace(0.5, 4.0, n), seed)
+    problem, A, mus = testing.quadratic_problem(A, sizes, seed)
+    return problem, A.numpy(), mus.numpy(), sizes
 
 
 def quadratic_batch_losses(theta, A, mus, sizes):
@@ -89,7 +65,8 @@ def test_line_barrier_and_monotonicity_on_a_double_well():
             return ((self.w**2 - 1) ** 2).expand(len(x))
 
     X = torch.zeros(4, 1, dtype=torch.float64)
-    obj = ws.Objective(ws.Problem(Well(), mean_loss, (X, torch.zeros(4, dtype=torch.float64))))
+    data = (X, torch.zeros(4, dtype=torch.float64))
+    obj = ws.Objective(ws.Problem(Well(), mean_of_outputs, data))
     a, b = torch.tensor([-1.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64)
     line = ws.evaluate_line(obj, a, ws.interpolation_directions(a, b)[0])
     assert len(line.alphas) == 41 and line.alphas[0] == -0.5 and line.alphas[-1] == 1.5
@@ -114,7 +91,7 @@ def test_non_finite_losses_are_kept_as_nan_and_counted():
             return -torch.log(self.w).expand(len(x))
 
     X = torch.zeros(3, 1, dtype=torch.float64)
-    obj = ws.Objective(ws.Problem(Log(), mean_loss, (X, torch.zeros(3, dtype=torch.float64))))
+    obj = ws.Objective(ws.Problem(Log(), mean_of_outputs, (X, torch.zeros(3, dtype=torch.float64))))
     one = torch.tensor([1.0], dtype=torch.float64)
     alphas = np.linspace(-2.0, 1.0, 7)  # w = 1 + alpha: -1, -0.5, 0 (inf), 0.5, ...
     line = ws.evaluate_line(obj, one, one, alphas)
@@ -182,15 +159,23 @@ def test_engine_options_are_recorded_with_their_deviation(bn_problem):
     c = obj.theta0
     d = ws.random_directions(c, obj.layout, seed=1)
     xs, ys = np.linspace(-1, 1, 3), np.linspace(-1, 1, 3)
-    plain = ws.evaluate_plane(obj, c, d[0], d[1], xs, ys, compile="off")
+    plain = ws.evaluate_plane(obj, c, d[0], d[1], xs, ys, engine={"compile": "off"})
     fast = ws.evaluate_plane(
-        obj, c, d[0], d[1], xs, ys, compile="off", channels_last=True, points_per_pass=4
+        obj,
+        c,
+        d[0],
+        d[1],
+        xs,
+        ys,
+        engine=ws.EngineOptions(compile="off", channels_last=True, points_per_pass=4),
     )
     np.testing.assert_allclose(fast.values, plain.values, rtol=1e-5)
     eng = fast.metadata["engine"]
     assert eng["channels_last"] and eng["points_per_pass"] == 4
     assert 0 <= eng["deviation_vs_plain"] < 1e-5
-    bf16 = ws.evaluate_plane(obj, c, d[0], d[1], xs, ys, compile="off", precision="bf16")
+    bf16 = ws.evaluate_plane(
+        obj, c, d[0], d[1], xs, ys, engine={"compile": "off", "precision": "bf16"}
+    )
     np.testing.assert_allclose(bf16.values, plain.values, rtol=5e-2)
     assert bf16.metadata["engine"]["precision"] == "bf16"
     assert bf16.metadata["engine"]["deviation_vs_plain"] > 0  # bf16 changes the numbers
@@ -205,8 +190,8 @@ def test_compiled_engine_matches_eager_and_is_reused():
     c = obj.theta0
     d = ws.random_directions(c, obj.layout, seed=0)
     xs = np.linspace(-1, 1, 3)
-    eager = ws.evaluate_plane(obj, c, d[0], d[1], xs, xs, compile="off")
-    comp = ws.evaluate_plane(obj, c, d[0], d[1], xs, xs, compile="on")
+    eager = ws.evaluate_plane(obj, c, d[0], d[1], xs, xs, engine={"compile": "off"})
+    comp = ws.evaluate_plane(obj, c, d[0], d[1], xs, xs, engine={"compile": "on"})
     eng = comp.metadata["engine"]
     assert eng["compiled"] is True and eng["compile_seconds"] > 0
     assert eng["deviation_vs_plain"] <= 1e-5
@@ -237,24 +222,6 @@ def test_trajectories_on_a_plane_true_and_projected_losses():
     np.testing.assert_allclose(t_off.loss, true_off, rtol=1e-12)
     np.testing.assert_allclose(t_off.plane_loss, true_on, rtol=1e-12)  # its projection
     np.testing.assert_allclose(points_losses(obj, off), true_off, rtol=1e-12)
-
-
-def test_surface_and_line_round_trip_through_files(tmp_path):
-    problem, *_ = quadratic_problem()
-    obj = ws.Objective(problem)
-    c = obj.theta0
-    d1, d2 = torch.eye(6, dtype=torch.float64)[:2]
-    surf = ws.evaluate_plane(obj, c, d1, d2, grid_axis(-1, 1, 5), grid_axis(0, 1, 3))
-    traj = ws.trajectories_on_plane(obj, [torch.stack([c, c + d1])], c, d1, d2)
-    surf = ws.Surface(**{**surf.__dict__, "trajectories": traj})
-    back = ws.load_surface(ws.save_surface(surf, tmp_path / "s"))
-    assert np.array_equal(back.values, surf.values) and np.array_equal(back.ys, surf.ys)
-    assert back.metadata["grid"] == surf.metadata["grid"]
-    assert np.array_equal(back.trajectories[0].coords, traj[0].coords)
-    line = ws.evaluate_line(obj, c, d1, np.linspace(0, 1, 5))
-    lb = ws.load_line(ws.save_line(line, tmp_path / "l"))
-    assert np.array_equal(lb.values, line.values) and lb.barrier == line.barrier
-    assert lb.monotonic == line.monotonic
 
 
 # ---------------------------------------------------------------------------- bad input

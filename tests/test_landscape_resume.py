@@ -44,12 +44,13 @@ def build(sleep=True):
 
 def surface(obj, d, **kw):
     xs, ys = np.linspace(-1, 1, NX), np.linspace(-2, 1, NY)
-    return ws.evaluate_plane(obj, obj.theta0, d[0], d[1], xs, ys, compile="off", **kw)
+    engine = {"compile": "off", **kw.pop("engine", {})}
+    return ws.evaluate_plane(obj, obj.theta0, d[0], d[1], xs, ys, engine=engine, **kw)
 
 
 if __name__ == "__main__":
     obj, d = build()
-    surface(obj, d, checkpoint=sys.argv[1], checkpoint_every=4)
+    surface(obj, d, checkpoint=sys.argv[1], engine={"checkpoint_every": 4})
 """
 
 
@@ -98,9 +99,10 @@ def test_checkpoint_of_other_work_is_refused(script, tmp_path):
     _, ns = script
     obj, d = ns["build"](sleep=False)
     prefix = tmp_path / "s"
-    first = ns["surface"](obj, d, checkpoint=prefix, keep_checkpoint=True)
+    first = ns["surface"](obj, d, checkpoint=prefix, engine={"keep_checkpoint": True})
     assert parallel.partial_files(prefix)
-    again = ns["surface"](obj, d, checkpoint=prefix, resume=True, keep_checkpoint=True)
+    keep = {"keep_checkpoint": True}
+    again = ns["surface"](obj, d, checkpoint=prefix, resume=True, engine=keep)
     assert again.metadata["engine"]["resumed_points"] == first.values.size
     assert np.array_equal(again.values, first.values)
     other = ws.random_directions(obj.theta0, obj.layout, seed=1)

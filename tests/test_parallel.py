@@ -73,13 +73,15 @@ def build():
 
 def surface(obj, d, **kw):
     xs, ys = np.linspace(-1, 1, 7), np.linspace(-1, 2, 5)
-    return ws.evaluate_plane(obj, obj.theta0, d[0], d[1], xs, ys, compile="off", **kw)
+    return ws.evaluate_plane(
+        obj, obj.theta0, d[0], d[1], xs, ys, engine={"compile": "off", **kw.pop("engine", {})},
+        **kw)
 
 
 if __name__ == "__main__":
     assert parallel.init_from_env("cpu")
     obj, d = build()
-    s = surface(obj, d, checkpoint=sys.argv[1], keep_checkpoint=True)
+    s = surface(obj, d, checkpoint=sys.argv[1], engine={"keep_checkpoint": True})
     with parallel.rank_zero_writes() as writer:
         if writer:
             np.savez(sys.argv[2], values=s.values, stderr=s.stderr, accuracy=s.accuracy,

@@ -12,21 +12,10 @@ from scipy.linalg import subspace_angles
 import weightspace as ws
 from weightspace.projection import gram_matrix
 from weightspace.projection import pca as pca_module
+from weightspace.projection._randomized import randomized_pca
+from weightspace.projection._stream import as_snapshots
 from weightspace.projection.pca import fix_signs
-from weightspace.store import SNAPSHOTS, make_run_header, save_array, snapshot_name, write_json
-
-
-def write_run(path, x, *, layout=None, steps=None, dtype=None, metadata=None):
-    """Write rows of ``x (T, n)`` as a run directory in the run format; returns the path."""
-    x = np.asarray(x)
-    dtype = dtype or str(x.dtype)
-    layout = layout or ws.ParamLayout(("w",), ((x.shape[1],),), dtype)
-    steps = range(len(x)) if steps is None else steps
-    (path / SNAPSHOTS).mkdir(parents=True)
-    write_json(path / "run.json", make_run_header(layout, every=1, dtype=dtype, metadata=metadata))
-    for s, row in zip(steps, x):
-        save_array(path / SNAPSHOTS / snapshot_name(s), row.astype(dtype), fsync=False)
-    return path
+from weightspace.testing import write_run
 
 
 def plane_trajectory(t=30, n=500, seed=0):
@@ -114,8 +103,14 @@ def test_joint_pca_equals_pca_of_concatenation(tmp_path):
     np.testing.assert_allclose(joint.transform_runs_[1], concat.scores_[25:], atol=1e-9)
     assert joint.labels_ == ["a", "b"]
     np.testing.assert_array_equal(joint.steps_[1], np.arange(0, 150, 10))
-    per_run = joint.transform([ta, tb])
+    per_run = joint.transform_runs([ta, tb])
+    assert [r.shape for r in per_run] == [(25, 6), (15, 6)]
     np.testing.assert_allclose(per_run[0], joint.transform_runs_[0], atol=1e-9)
+    np.testing.assert_allclose(per_run[1], joint.transform_runs_[1], atol=1e-9)
+    stacked = joint.transform([ta, tb])  # one (m, k) array, runs stacked in order
+    assert isinstance(stacked, np.ndarray) and stacked.shape == (40, 6)
+    np.testing.assert_array_equal(stacked, np.concatenate(per_run))
+    assert [r.shape for r in joint.transform_runs(tb)] == [(15, 6)]
 
 
 def test_transform_projects_other_points_on_the_fitted_axes():
@@ -124,12 +119,40 @@ def test_transform_projects_other_points_on_the_fitted_axes():
     pca = ws.PCA(3).fit(x)
     expected = (other - x.mean(axis=0)) @ pca.components_.T
     np.testing.assert_allclose(pca.transform(other), expected, atol=1e-10)
-    np.testing.assert_allclose(pca.transform(torch.from_numpy(other[0])), expected[0], atol=1e-10)
+    point = pca.transform(torch.from_numpy(other[0]))  # a point is one snapshot: (1, k)
+    np.testing.assert_allclose(point, expected[:1], atol=1e-10)
     np.testing.assert_allclose(pca.transform(x), pca.scores_, atol=1e-9)
     np.testing.assert_allclose(pca.components_ @ pca.components_.T, np.eye(3), atol=1e-12)
     center, dirs = pca.directions(2, dtype=torch.float64)
     assert dirs.shape == (2, 60) and center.shape == (60,)
     np.testing.assert_allclose(dirs.norm(dim=1).numpy(), 1.0, rtol=1e-12)
+
+
+def test_exact_fit_takes_its_gram_matrix_from_gram_matrix(monkeypatch):
+    x = low_rank(20, 50, 6, seed=6)
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return gram_matrix(*args, **kwargs)
+
+    monkeypatch.setattr(pca_module, "gram_matrix", spy)
+    for centering in ("mean", "final"):
+        pca = ws.PCA(3, solver="exact", centering=centering, chunk_size=7).fit(x)
+        np.testing.assert_array_equal(pca.gram_, gram_matrix(x, center=centering, chunk_size=7))
+    assert [c["center"] for c in calls] == ["mean", "final"]
+    assert all(c["chunk_size"] == 7 for c in calls)
+
+
+def test_randomized_solver_stands_alone_on_its_arguments():
+    x = low_rank(30, 50, 6, seed=8)
+    pca = ws.PCA(3, solver="randomized", centering="final", seed=4, chunk_size=9).fit(x)
+    lam, u, total = randomized_pca(
+        as_snapshots(x), 3, centering="final", n_oversamples=10, n_iter=4, seed=4, chunk_size=9
+    )
+    np.testing.assert_allclose(np.maximum(lam, 0.0), pca.singular_values_**2, rtol=1e-14)
+    assert total == pytest.approx(pca.total_variance_ * 29, rel=1e-14)
+    np.testing.assert_allclose(np.abs(u), np.abs(pca.scores_ / pca.singular_values_), atol=1e-12)
 
 
 def test_float32_gram_keeps_precision_relative_to_the_spread():

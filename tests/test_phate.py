@@ -9,7 +9,6 @@ from scipy.spatial.distance import cdist, pdist
 from scipy.stats import spearmanr
 
 import weightspace as ws
-from test_pca import write_run
 from weightspace.projection import distance_matrix, trajectory_preservation
 from weightspace.projection.phate import (
     alpha_decay_kernel,
@@ -18,6 +17,7 @@ from weightspace.projection.phate import (
     smacof,
     von_neumann_entropy,
 )
+from weightspace.testing import write_run
 
 
 def drifting_walk(t=200, n=2000, drift=0.3, seed=0):

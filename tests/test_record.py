@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import weightspace as ws
-from _util import REPO, run_cli
+from _util import REPO
+from weightspace.cli import main
 from weightspace.errors import LayoutMismatchError, WeightspaceError
 
 
@@ -109,7 +110,7 @@ CRASH_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sigkill_mid_run_leaves_a_readable_correct_run(tmp_path):
+def test_sigkill_mid_run_leaves_a_readable_correct_run(tmp_path, capsys):
     run = tmp_path / "crash"
     proc = subprocess.Popen(
         [sys.executable, "-c", CRASH_SCRIPT, str(run)],
@@ -133,6 +134,5 @@ def test_sigkill_mid_run_leaves_a_readable_correct_run(tmp_path):
         assert np.all(snap[:10000] == step) and np.all(snap[10000:] == -step)
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()[:-1]]
     assert all(m["loss"] == m["step"] for m in metrics)
-    res = run_cli("info", str(run), "--json")
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["snapshots"] == len(traj)
+    assert main(["info", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["snapshots"] == len(traj)

@@ -3,6 +3,7 @@ reported once and never fails."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import stat
@@ -11,16 +12,26 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from weightspace.curvature import SpectralDensity
 from weightspace.errors import WeightspaceError
-from weightspace.render import animate
+from weightspace.render import animate, plane_trajectory
 
 XS = np.linspace(-1.0, 1.0, 11)
 YS = np.linspace(-1.0, 1.0, 9)
 VALUES = XS[None, :] ** 2 + YS[:, None] ** 2 + 0.1
 T = 5
 COORDS = np.column_stack([np.linspace(-0.8, 0.0, T), np.linspace(0.8, 0.0, T)])
+PATH = plane_trajectory(COORDS, name="sgd", steps=np.arange(T) * 10)
 GRID = np.linspace(-1.0, 6.0, 40)
-DENS = np.stack([np.exp(-((GRID - t) ** 2)) for t in range(T)])
+
+
+def density(values, sigma=0.2, grid=GRID):
+    """A SpectralDensity as curvature_along gives one per checkpoint (one probe)."""
+    one = np.ones((1, 1))
+    return SpectralDensity(grid, values, values[None], 0 * values, one, one, sigma, 1, 1, 1)
+
+
+DENS = [density(np.exp(-((GRID - t) ** 2))) for t in range(T)]
 SMALL = {"figsize": (4.0, 2.0), "dpi": 40}
 
 
@@ -40,9 +51,8 @@ def gif_frames(path):
 
 def test_gif_has_one_frame_per_checkpoint_and_the_path_grows(tmp_path):
     result = animate.animate_trajectory(
-        tmp_path / "train.gif", XS, YS, VALUES, COORDS, steps=np.arange(T) * 10,
-        density_grid=GRID, densities=DENS, sigma=0.2, formats=("gif",), **SMALL,
-    )  # fmt: skip
+        tmp_path / "train.gif", XS, YS, VALUES, PATH, densities=DENS, formats=("gif",), **SMALL
+    )
     assert result.paths == {"gif": tmp_path / "train.gif"}
     assert result.n_frames == T and result.notes == ()
     frames = gif_frames(result.paths["gif"])
@@ -59,7 +69,7 @@ def test_missing_ffmpeg_is_reported_once_and_the_gif_is_still_written(
     monkeypatch.setattr(animate.shutil, "which", lambda name: None)
     caplog.set_level(logging.WARNING, logger="weightspace.render.animate")
     for name in ("a", "b"):
-        result = animate.animate_trajectory(tmp_path / name, XS, YS, VALUES, COORDS, **SMALL)
+        result = animate.animate_trajectory(tmp_path / name, XS, YS, VALUES, PATH, **SMALL)
         assert set(result.paths) == {"gif"}
         assert result.notes == (animate.FFMPEG_MISSING,)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif", "b.gif"]
@@ -73,7 +83,7 @@ def test_failing_ffmpeg_is_a_note_not_a_crash(tmp_path, monkeypatch, fresh_repor
     monkeypatch.setattr(animate.shutil, "which", lambda name: str(fake))
     out = tmp_path / "out"
     out.mkdir()
-    result = animate.animate_trajectory(out / "run", XS, YS, VALUES, COORDS, **SMALL)
+    result = animate.animate_trajectory(out / "run", XS, YS, VALUES, PATH, **SMALL)
     assert set(result.paths) == {"gif"}
     assert result.notes == ("MP4 skipped: ffmpeg failed (Unknown encoder libx264)",)
     assert sorted(p.name for p in out.iterdir()) == ["run.gif"]  # no partial MP4
@@ -83,25 +93,33 @@ def test_mp4_with_ffmpeg(tmp_path):
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed (optional: MP4 output)")
     result = animate.animate_trajectory(
-        tmp_path / "run", XS, YS, VALUES, COORDS, density_grid=GRID, densities=DENS,
-        sigma=0.2, formats=("mp4",), **SMALL,
-    )  # fmt: skip
+        tmp_path / "run", XS, YS, VALUES, PATH, densities=DENS, formats=("mp4",), **SMALL
+    )
     data = result.paths["mp4"].read_bytes()
     assert data[4:8] == b"ftyp" and len(data) > 1000
     assert result.notes == ()
 
 
 def test_bad_input_is_refused_before_drawing(tmp_path):
-    with pytest.raises(WeightspaceError, match="density_grid"):
-        animate.animate_trajectory(tmp_path / "x", XS, YS, VALUES, COORDS, densities=DENS)
-    with pytest.raises(WeightspaceError, match=r"densities: expected length 5"):
-        animate.animate_trajectory(
-            tmp_path / "x", XS, YS, VALUES, COORDS, density_grid=GRID, densities=DENS[:3], sigma=1
-        )
+    x = tmp_path / "x"
+    with pytest.raises(WeightspaceError, match="densities: expected a sequence of SpectralDensity"):
+        animate.animate_trajectory(x, XS, YS, VALUES, PATH, densities=np.ones((T, GRID.size)))
+    with pytest.raises(WeightspaceError, match=r"densities: expected one per checkpoint \(5\)"):
+        animate.animate_trajectory(x, XS, YS, VALUES, PATH, densities=DENS[:3])
+    other = [*DENS[:4], density(DENS[4].density, sigma=0.5)]
+    with pytest.raises(WeightspaceError, match=r"densities\[4\]: expected the grid and sigma"):
+        animate.animate_trajectory(x, XS, YS, VALUES, PATH, densities=other)
     with pytest.raises(WeightspaceError, match="formats"):
-        animate.animate_trajectory(tmp_path / "x", XS, YS, VALUES, COORDS, formats=("avi",))
+        animate.animate_trajectory(x, XS, YS, VALUES, PATH, formats=("avi",))
     with pytest.raises(WeightspaceError, match=r"coords: expected shape \(T, 2\)"):
-        animate.animate_trajectory(tmp_path / "x", XS, YS, VALUES, np.ones((3, 3)))
+        animate.animate_trajectory(x, XS, YS, VALUES, plane_trajectory(np.ones((3, 3))))
+    bad = dataclasses.replace(PATH, coords=np.ones((T, 3)))
+    with pytest.raises(WeightspaceError, match=r"trajectory.coords: expected shape \(T, 2\)"):
+        animate.animate_trajectory(x, XS, YS, VALUES, bad)
+    with pytest.raises(WeightspaceError, match="trajectory: expected a .*Trajectory, got ndarray"):
+        animate.animate_trajectory(x, XS, YS, VALUES, COORDS)
+    with pytest.raises(WeightspaceError, match="trajectory: expected one PlaneTrajectory, got 2"):
+        animate.animate_trajectory(x, XS, YS, VALUES, [PATH, PATH])
     with pytest.raises(WeightspaceError, match="does not exist"):
-        animate.animate_trajectory(tmp_path / "no" / "x", XS, YS, VALUES, COORDS)
+        animate.animate_trajectory(tmp_path / "no" / "x", XS, YS, VALUES, PATH)
     assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from weightspace.errors import WeightspaceError
-from weightspace.render import export
+from weightspace.render import export, plane_trajectory
 
 meshio = pytest.importorskip("meshio")
 
@@ -58,12 +58,10 @@ def test_ply_log_and_clip_change_heights_not_losses(tmp_path):
 
 def test_vtk_holds_grid_quads_and_trajectory_polylines(tmp_path):
     trajs = [
-        {
-            "coords": [[-0.5, 0.5], [0.0, 1.0], [0.5, 2.0]],
-            "loss": [4.0, 3.0, 2.0],
-            "steps": [0, 5, 10],
-        },
-        {"coords": [[0.0, 0.0], [0.25, 0.5]]},  # no loss: drawn on the surface
+        plane_trajectory(
+            [[-0.5, 0.5], [0.0, 1.0], [0.5, 2.0]], loss=[4.0, 3.0, 2.0], steps=[0, 5, 10]
+        ),
+        plane_trajectory([[0.0, 0.0], [0.25, 0.5]]),  # no loss: drawn on the surface
     ]
     path = export.write_vtk(tmp_path / "surface.vtk", XS, YS, VALUES, trajs)
     mesh = meshio.read(path)
@@ -78,6 +76,7 @@ def test_vtk_holds_grid_quads_and_trajectory_polylines(tmp_path):
     np.testing.assert_array_equal(mesh.point_data["run"], [-1] * n + [0, 0, 0, 1, 1])
     np.testing.assert_allclose(mesh.points[n : n + 3, 2], [4.0, 3.0, 2.0])
     np.testing.assert_allclose(mesh.point_data["step"][n : n + 3], [0, 5, 10])
+    assert np.isnan(mesh.point_data["loss"][n + 3 :]).all()  # not known: NaN
     # on the surface 1 + x² + y: exact at a node; between x-nodes 0 and 0.5, x² is replaced
     # by its chord (0.25 at 0.5 -> 0.125 at 0.25), and y is linear
     np.testing.assert_allclose(mesh.points[n + 3, 2], 1.0)
@@ -105,6 +104,8 @@ def test_bad_paths_and_missing_meshio(tmp_path, monkeypatch):
         export.write_ply(tmp_path / "s.obj", XS, YS, VALUES)
     with pytest.raises(WeightspaceError, match="does not exist"):
         export.write_vtk(tmp_path / "no" / "s.vtk", XS, YS, VALUES)
+    with pytest.raises(WeightspaceError, match=r"trajectories\[0\]: expected a .*PlaneTrajectory"):
+        export.write_vtk(tmp_path / "s.vtk", XS, YS, VALUES, [{"coords": [[0.0, 0.0]]}])
     monkeypatch.setitem(sys.modules, "meshio", None)  # import meshio now fails
     with pytest.raises(WeightspaceError, match="pip install meshio"):
         export.write_ply(tmp_path / "s.ply", XS, YS, VALUES)

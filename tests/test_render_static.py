@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from weightspace.errors import WeightspaceError
-from weightspace.render import static
+from weightspace.landscape import PlaneTrajectory
+from weightspace.render import plane_trajectory, static
 
 matplotlib.use("Agg")
 
@@ -41,14 +42,15 @@ def assert_png(path):
 XS = np.linspace(-1.0, 1.0, 9)
 YS = np.linspace(-0.5, 1.0, 6)  # non-square on purpose
 VALUES = XS[None, :] ** 2 + 2 * YS[:, None] ** 2 + 0.1
+COORDS = np.column_stack([np.linspace(-0.8, 0, 6), np.linspace(0.8, 0, 6)])
 TRAJ = [
-    {
-        "coords": np.column_stack([np.linspace(-0.8, 0, 6), np.linspace(0.8, 0, 6)]),
-        "steps": np.arange(6) * 10,
-        "loss": np.linspace(2.0, 0.1, 6),
-        "residual": np.linspace(0.0, 0.25, 6),
-        "label": "sgd",
-    }
+    plane_trajectory(
+        COORDS,
+        name="sgd",
+        steps=np.arange(6) * 10,
+        loss=np.linspace(2.0, 0.1, 6),
+        residual=np.linspace(0.0, 0.25, 6),
+    )
 ]
 RNG = np.random.default_rng(0)
 SCORES = [np.cumsum(RNG.normal(size=(12, 4)), axis=0) for _ in range(2)]
@@ -167,7 +169,9 @@ def contour_sets(ax):
 def test_contour_follows_the_grid_convention_on_a_non_square_grid():
     xs, ys = np.linspace(0.0, 1.0, 7), np.linspace(0.0, 2.0, 5)
     values = np.broadcast_to(xs, (ys.size, xs.size)).copy()  # values[j, i] = xs[i]
-    _, ax = static.plot_surface_contour(xs, ys, values)
+    _, ax = static.plot_surface_contour(xs, ys, values, axis_titles=("a", "b", "accuracy"))
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("a", "b")
+    assert any(a.get_ylabel() == "accuracy" for a in ax.figure.axes)  # the colour bar
     _, lines = contour_sets(ax)
     n_segments = 0
     for level, segs in zip(lines.levels, lines.allsegs):
@@ -217,7 +221,7 @@ def test_log_draws_log10_and_refuses_non_positive_values():
 
 def test_trajectory_is_drawn_at_its_coordinates_with_residual_and_markers():
     _, ax = static.plot_surface_contour(XS, YS, VALUES, TRAJ, color_by="loss")
-    coords = TRAJ[0]["coords"]
+    coords = TRAJ[0].coords
     path = next(ln for ln in ax.lines if ln.get_label().startswith("sgd"))
     np.testing.assert_array_equal(path.get_xdata(), coords[:, 0])
     np.testing.assert_array_equal(path.get_ydata(), coords[:, 1])
@@ -225,23 +229,27 @@ def test_trajectory_is_drawn_at_its_coordinates_with_residual_and_markers():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "start" in labels and "end" in labels
     with pytest.raises(WeightspaceError, match="color_by"):
-        static.plot_surface_contour(XS, YS, VALUES, [{"coords": coords}], color_by="loss")
+        static.plot_surface_contour(XS, YS, VALUES, [plane_trajectory(coords)], color_by="loss")
 
 
 def test_3d_trajectory_height_is_its_loss_or_the_surface_under_it():
-    _, ax = static.plot_surface_3d(XS, YS, VALUES, TRAJ)
+    _, ax = static.plot_surface_3d(XS, YS, VALUES, TRAJ)  # plane_loss all NaN: the true loss
     z = ax.lines[0].get_data_3d()[2]
-    np.testing.assert_allclose(z, TRAJ[0]["loss"])
+    np.testing.assert_allclose(z, TRAJ[0].loss)
     plane = 2.0 * XS[None, :] - 3.0 * YS[:, None] + 5.0  # bilinear interpolation is exact
-    _, ax = static.plot_surface_3d(XS, YS, plane, [{"coords": TRAJ[0]["coords"]}])
+    _, ax = static.plot_surface_3d(XS, YS, plane, [plane_trajectory(COORDS)])
     x, y, z = ax.lines[0].get_data_3d()
     np.testing.assert_allclose(z, 2.0 * x - 3.0 * y + 5.0, atol=1e-12)
+    partial = np.full(6, np.nan)
+    partial[2:] = 1.5  # some finite values: the plane loss is drawn, NaN stays a gap
+    _, ax = static.plot_surface_3d(
+        XS, YS, VALUES, plane_trajectory(COORDS, loss=np.ones(6), plane_loss=partial)
+    )
+    np.testing.assert_array_equal(ax.lines[0].get_data_3d()[2], partial)
 
 
 def test_a_landscape_plane_trajectory_is_drawn_as_it_comes():
-    from weightspace.landscape import PlaneTrajectory
-
-    coords = TRAJ[0]["coords"]
+    coords = COORDS
     n = len(coords)
     traj = PlaneTrajectory(
         name="adam",
@@ -411,6 +419,7 @@ def test_bad_input_messages_are_one_line():
         lambda: static.plot_surface_contour(XS, YS, np.full_like(VALUES, np.nan)),
         lambda: static.plot_surface_contour(XS[::-1], YS, VALUES),
         lambda: static.plot_surface_contour(XS, YS, VALUES, [{"steps": [1]}]),
+        lambda: static.plot_surface_contour(XS, YS, VALUES, axis_titles=("x", "y")),
     ):
         with pytest.raises(WeightspaceError) as err:
             call()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from weightspace.render import Report, interactive, static
+from weightspace.render import Report, interactive, plane_trajectory, static
 
 CHROMIUM = next(
     (shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None
@@ -68,13 +68,13 @@ def test_report_renders_in_headless_chromium(tmp_path):
     xs, ys = np.linspace(-1.0, 1.0, 15), np.linspace(-1.0, 1.0, 11)
     values = xs[None, :] ** 2 + 2 * ys[:, None] ** 2 + 0.1
     values[2, 3] = np.nan
-    traj = {
-        "coords": np.column_stack([np.linspace(-0.8, 0, 6), np.linspace(0.8, 0, 6)]),
-        "loss": np.linspace(2.0, 0.1, 6),
-        "projected_loss": np.linspace(2.1, 0.1, 6),
-        "residual": np.linspace(0, 0.2, 6),
-        "label": INJECTED,
-    }
+    traj = plane_trajectory(
+        np.column_stack([np.linspace(-0.8, 0, 6), np.linspace(0.8, 0, 6)]),
+        name=INJECTED,
+        loss=np.linspace(2.0, 0.1, 6),
+        plane_loss=np.linspace(2.1, 0.1, 6),
+        residual=np.linspace(0, 0.2, 6),
+    )
     rng = np.random.default_rng(0)
     scores = np.cumsum(rng.normal(size=(20, 2)), axis=0)
     fig, _ = static.plot_surface_contour(xs, ys, values, [traj])
@@ -102,3 +102,32 @@ def test_report_renders_in_headless_chromium(tmp_path):
     img = np.asarray(Image.open(shot).convert("RGB"))
     assert img.shape[:2] == (1800, 1200)
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 200  # not blank
+
+
+def test_built_report_renders_in_headless_chromium(tmp_path):
+    from weightspace.landscape import Line, Surface
+    from weightspace.render.build import build_report
+
+    xs, ys = np.linspace(-1.0, 1.0, 9), np.linspace(-1.0, 1.0, 7)
+    values = xs[None, :] ** 2 + 2 * ys[:, None] ** 2 + 0.1
+    path = plane_trajectory(
+        np.column_stack([np.linspace(-0.8, 0, 5), np.linspace(0.8, 0, 5)]),
+        name=INJECTED,
+        loss=np.linspace(2.0, 0.2, 5),
+        plane_loss=np.linspace(2.1, 0.2, 5),
+        residual=np.linspace(0, 0.1, 5),
+    )
+    nan = np.full_like(values, np.nan)
+    surface = Surface(xs, ys, values, nan, None, 0, {"objective": {"problem": INJECTED}}, (path,))
+    alphas = np.linspace(0.0, 1.0, 11)
+    line = Line(alphas, 1 + np.sin(np.pi * alphas), np.full(11, np.nan), None, 0, 1.0, False)
+    summary = build_report(
+        tmp_path / "report.html",
+        results=[(INJECTED, surface), ("line", line)],
+        title=INJECTED,
+        animations=False,
+    )
+    dom, console = open_in_chromium(summary.path, tmp_path)
+    assert page_errors(console) == []
+    assert re.search(r'id="plotly-\d+" class="[^"]*js-plotly-plot', dom)
+    assert "<canvas" in dom and "Interpolation: line" in dom

@@ -10,11 +10,10 @@ import pytest
 import torch
 
 import weightspace as ws
-from _util import run_cli
 from weightspace.cli import main
 from weightspace.errors import WeightspaceError
 from weightspace.sampling import MANIFEST, jump_and_retrain, run_name
-from weightspace.train import train
+from weightspace.train import StartPoint, train
 
 SIZES = (0.5, 1.0)
 SEEDS = (0, 3)
@@ -177,9 +176,9 @@ def test_new_sizes_and_seeds_extend_a_sampling_directory(origin, tmp_path):
         ({"seeds": (2, 2)}, r"^seeds: expected distinct"),
         ({"retrain_steps": 0}, r"^retrain_steps: expected a positive integer"),
         ({"retrain_steps": 7}, r"^every: the origin step 20 and retrain_steps 7"),
-        ({"at": 7}, r"^at \(--at\): step 7 is not in run"),
+        ({"at": 7}, r"^at: step 7 is not in run"),
         ({"lr": -1.0}, r"^lr: expected a positive number"),
-        ({"problem": "digits-cnn"}, r"^problem \(--problem\) 'digits-cnn'"),
+        ({"problem": "digits-cnn"}, r"^problem 'digits-cnn'"),
         ({"run": "missing"}, r"^run directory .*missing.* does not exist"),
     ],
 )
@@ -211,7 +210,7 @@ def test_a_run_without_optimizer_settings_needs_them(tmp_path):
     assert traj.steps.tolist() == [0, 1] and traj.metadata["optimizer"] == "sgd"
 
 
-def test_cli_samples_and_projects_jointly(origin, tmp_path):
+def test_cli_samples_and_projects_jointly(origin, tmp_path, capsys):
     out = tmp_path / "cli"
     args = [
         "sample",
@@ -228,56 +227,59 @@ def test_cli_samples_and_projects_jointly(origin, tmp_path):
         "0.2",
         "-o",
         str(out),
-        "--json",
+        "--no-progress",
     ]
-    proc = run_cli(*args)
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    assert main([*args, "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    summary = payload["summary"]
     assert summary["trained"] == 2 and [r["size"] for r in summary["runs"]] == [0.25, 1.0]
     runs = [origin, out / run_name(0.25, 4), out / run_name(1.0, 4)]
     for method in ("pca", "phate"):
-        arrays, meta = ws.load_result(summary["projections"][method])
-        assert meta["kind"] == "projection" and meta["method"] == method
-        assert meta["labels"] == ["sgd", "jump 0.25 seed 4", "jump 1 seed 4"]
+        proj = ws.load(payload["artifacts"][f"projection_{method}"], "projection")
+        assert proj.method == method
+        assert proj.labels == ["sgd", "jump 0.25 seed 4", "jump 1 seed 4"]
         for r, run in enumerate(runs):
             traj = ws.Trajectory.load(run)
-            np.testing.assert_array_equal(arrays[f"steps_{r}"], traj.steps)
-            assert arrays[f"coords_{r}"].shape[0] == len(traj)
+            np.testing.assert_array_equal(proj.runs[r].steps, traj.steps)
+            assert proj.runs[r].coords.shape[0] == len(traj)
     assert ws.Trajectory.load(runs[1]).metadata["lr"] == 0.2
-    proc = run_cli(*args[:-1], "--seeds", "0,x")
-    assert proc.returncode == 1 and proc.stdout == ""
-    assert proc.stderr.count("\n") == 1 and "--seeds" in proc.stderr
+    assert main([*args, "--seeds", "0,x"]) == 2
+    err = capsys.readouterr()
+    assert err.out == ""
+    assert err.err.count("\n") == 1 and "--seeds" in err.err
 
 
 @pytest.mark.parametrize(
-    ("flags", "needle"),
+    ("flags", "needle", "code"),
     [
-        (["--step-sizes", "0.5,-1"], "--step-sizes"),
-        (["--steps-sizes", "a,b"], "--step-sizes/--steps-sizes"),
-        (["--seeds", "1,1"], "--seeds"),
-        (["--retrain-steps", "0"], "--retrain-steps"),
-        (["--at", "-3"], "--at"),
-        (["--at", "13"], "--at"),
-        (["--every", "3"], "--every"),
-        (["--problem", "digits-cnn"], "--problem"),
+        (["--step-sizes", "0.5,-1"], "--step-sizes", 2),
+        (["--steps-sizes", "a,b"], "--step-sizes/--steps-sizes", 2),
+        (["--seeds", "1,1"], "--seeds", 2),
+        (["--retrain-steps", "0"], "--retrain-steps", 2),
+        (["RUN:13"], "step 13 is not in run", 1),
+        (["--every", "3"], "--every", 1),
+        (["--problem", "digits-cnn"], "--problem", 1),
     ],
 )
-def test_cli_errors_are_one_line_and_name_the_flag(origin, tmp_path, capsys, flags, needle):
-    argv = ["sample", "--problem", "digits-mlp", str(origin), "-o", str(tmp_path / "o"), *flags]
+def test_cli_errors_are_one_line_and_name_the_flag(origin, tmp_path, capsys, flags, needle, code):
+    run = str(origin)
+    if flags[0] == "RUN:13":
+        run, flags = f"{origin}:13", []
+    argv = ["sample", "--problem", "digits-mlp", run, "-o", str(tmp_path / "o"), *flags]
     try:
-        code = main(argv)
+        got = main(argv)
     except SystemExit as e:  # argparse's own errors
-        code = e.code
+        got = e.code
     err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1 and needle in err, err
+    assert got == code and err.count("\n") == 1 and needle in err, err
     assert not (tmp_path / "o").exists()
 
 
-def test_start_theta_and_init_from_are_exclusive(origin, tmp_path):
+def test_start_and_init_from_are_exclusive(origin, tmp_path):
     problem = ws.zoo.problem("digits-mlp")
     theta = ws.ParamLayout.from_module(problem.model).flatten(problem.model)
-    with pytest.raises(WeightspaceError, match="^start_theta: give start_theta or init_from"):
-        train(problem, tmp_path / "r", start_theta=theta, init_from=(origin, None))
-    with pytest.raises(WeightspaceError, match=r"^start_theta: expected a flat vector"):
-        train(problem, tmp_path / "r", start_theta=theta[:-1])
+    with pytest.raises(WeightspaceError, match="^start: give start or init_from"):
+        train(problem, tmp_path / "r", start=StartPoint(theta), init_from=(origin, None))
+    with pytest.raises(WeightspaceError, match=r"^start: expected a flat vector"):
+        train(problem, tmp_path / "r", start=StartPoint(theta[:-1]))
     assert not (tmp_path / "r").exists()

@@ -233,21 +233,6 @@ def test_total_persistence_is_the_sum_of_finite_bars():
     assert topo.metadata["threshold"] == 3.0 and topo.metadata["k"] == 1
 
 
-def test_save_and_load_round_trip(tmp_path):
-    points, f = double_well()
-    topo = ws.loss_topology(points, f, k=4, metadata={"run": "sgd"})
-    path = ws.save_topology(topo, tmp_path / "topo")
-    back = ws.load_topology(path)
-    for name in ("diagram", "dims", "birth_vertex", "persistence", "edges"):
-        np.testing.assert_array_equal(getattr(back, name), getattr(topo, name))
-    for name in ("total_persistence", "n_significant_basins", "threshold", "significance", "k"):
-        assert getattr(back, name) == getattr(topo, name)
-    assert back.metadata["run"] == "sgd" and back.metadata["kind"] == "topology"
-    ws.save_result(tmp_path / "other", "surface", {"x": np.zeros(2)}, {})
-    with pytest.raises(WeightspaceError, match="expected a topology result"):
-        ws.load_topology(tmp_path / "other")
-
-
 # ------------------------------------------------------------------------- H1 and gudhi
 def ring(n: int, center: bool) -> np.ndarray:
     a = 2 * np.pi * np.arange(n) / n

@@ -138,7 +138,7 @@ def test_record_with_dict_inputs_and_dict_targets(tmp_path, pair, capsys):
     out = tmp_path / "run"
     args = ["record", "--problem", spec, "--steps", "20", "--every", "10", "-o", str(out)]
     assert main([*args, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["snapshots"] == 3
+    assert json.loads(capsys.readouterr().out)["summary"]["snapshots"] == 3
     traj = ws.Trajectory.load(out)
     assert np.isfinite(traj.metrics["loss"][1:]).all()
     # the recorded run is analysed on the same dict data: training lowered the loss

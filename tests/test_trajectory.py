@@ -7,6 +7,8 @@ import torch
 
 import weightspace as ws
 from weightspace.errors import CorruptRunError, WeightspaceError
+from weightspace.projection import iter_blocks
+from weightspace.projection._stream import as_snapshots
 from weightspace.store import SNAPSHOTS
 
 
@@ -24,36 +26,61 @@ def make_run(path, T=7, n=1000, seed=0, dtype="float32"):
     return torch.stack(rows).numpy()
 
 
-def test_iter_columns_reproduce_the_matrix(tmp_path):
+def test_iter_blocks_reproduce_the_matrix(tmp_path):
     full = make_run(tmp_path / "r", T=7, n=1000)
     traj = ws.Trajectory.load(tmp_path / "r")
     assert traj.steps.tolist() == [0, 2, 4, 6, 8, 10, 12]
     for chunk in (1, 3, 64, 999, 1000, 5000):
-        got = np.concatenate([b.copy() for _, b in traj.iter_columns(chunk)], axis=1)
+        got = np.concatenate([b.copy() for _, b in iter_blocks(traj, chunk_size=chunk)], axis=1)
         np.testing.assert_array_equal(got, full)
-    starts = [s for s, _ in traj.iter_columns(300)]
+    starts = [s for s, _ in iter_blocks(traj, chunk_size=300)]
     assert starts == [0, 300, 600, 900]
-    sub = np.concatenate([b.copy() for _, b in traj.iter_columns(400, indices=[6, 0])], axis=1)
+    pick = as_snapshots(traj).take([6, 0])
+    sub = np.concatenate([b.copy() for _, b in iter_blocks(pick, chunk_size=400)], axis=1)
     np.testing.assert_array_equal(sub, full[[6, 0]])
+    assert pick.steps[0].tolist() == [12, 0]  # a selection keeps its steps for errors
     np.testing.assert_array_equal(traj.array(), full)
 
 
-def test_iter_columns_memory_is_bounded_by_the_chunk(tmp_path):
+def test_iter_blocks_stream_several_runs_and_arrays_in_run_order(tmp_path):
+    a = make_run(tmp_path / "a", T=3, n=200, seed=1)
+    b = make_run(tmp_path / "b", T=4, n=200, seed=2, dtype="float64")
+    c = np.random.default_rng(0).normal(size=(2, 200))
+    runs = [ws.Trajectory.load(tmp_path / "a"), ws.Trajectory.load(tmp_path / "b"), c]
+    blocks = [(s, blk.copy()) for s, blk in iter_blocks(runs, chunk_size=64)]
+    assert [s for s, _ in blocks] == [0, 64, 128, 192]
+    got = np.concatenate([blk for _, blk in blocks], axis=1)
+    assert got.dtype == np.float64  # float64 when any run is
+    np.testing.assert_array_equal(got, np.concatenate([a, b, c]))
+
+
+def test_there_is_one_snapshot_streamer():
+    assert not hasattr(ws.Trajectory, "iter_columns")
+    assert ws.projection.iter_blocks is iter_blocks
+
+
+def test_iter_blocks_memory_is_bounded_by_the_budget(tmp_path):
     T, n = 40, 50_000
     make_run(tmp_path / "r", T=T, n=n)
     traj = ws.Trajectory.load(tmp_path / "r")
-    for i in range(T):
-        traj.snapshot(i)  # map every file first
     budget = 64 * 1024  # bytes for one block: far smaller than the T*n*4 = 8 MB matrix
     tracemalloc.start()
     total = 0.0
-    for _, block in traj.iter_columns(max_bytes=budget):
+    for _, block in iter_blocks(traj, max_bytes=budget):
         assert block.nbytes <= budget
         total += float(block.sum(dtype=np.float64))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 4 * budget, peak
     np.testing.assert_allclose(total, traj.array().sum(dtype=np.float64), rtol=1e-9)
+
+
+def test_iter_blocks_bad_settings_are_one_line_errors():
+    x = np.zeros((3, 10))
+    for kwargs, name in (({"chunk_size": 0}, "chunk_size"), ({"max_bytes": -1}, "max_bytes")):
+        with pytest.raises(WeightspaceError, match=f"^{name}: expected a positive integer") as e:
+            next(iter_blocks(x, **kwargs))
+        assert "\n" not in str(e.value)
 
 
 def test_torn_last_metrics_line_and_leftover_temp_files_are_ignored(tmp_path):
@@ -133,21 +160,6 @@ def test_index_of_and_theta(tmp_path):
         traj.index_of(5)
     theta = traj.theta(-1, dtype=torch.float64)
     assert theta.dtype == torch.float64 and np.array_equal(theta.numpy(), full[-1])
-
-
-def test_result_round_trip_and_no_pickles(tmp_path):
-    arrays = {"values": np.arange(6.0).reshape(2, 3), "steps": np.arange(3)}
-    npz = ws.save_result(tmp_path / "res" / "surface", "surface", arrays, {"mode": "eval"})
-    got, meta = ws.load_result(npz)
-    np.testing.assert_array_equal(got["values"], arrays["values"])
-    assert meta["kind"] == "surface" and meta["mode"] == "eval" and meta["format_version"] == 1
-    with pytest.raises(WeightspaceError, match="Python objects"):
-        ws.save_result(tmp_path / "bad", "x", {"o": np.array([object()])})
-    assert not (tmp_path / "bad.npz").exists()
-    assert [p.name for p in (tmp_path / "res").iterdir()] in (
-        ["surface.npz", "surface.json"],
-        ["surface.json", "surface.npz"],
-    )
 
 
 def test_files_get_the_usual_permissions(tmp_path):

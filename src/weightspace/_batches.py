@@ -156,3 +156,55 @@ def call_model(model: Callable[..., Any], inputs: Any) -> Any:
     if isinstance(inputs, (tuple, list)):
         return model(*inputs)
     return model(inputs)
+
+
+def weighted_mean(losses: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean loss ``Σ_b w_b L_b`` and its standard error over batches, per point.
+
+    Args:
+        losses: ``(P, B)`` each point's mean loss on each batch.
+        weights: ``(B,)`` the batches' shares of the samples, ``N_b / N``.
+
+    Returns:
+        ``values (P,)`` and ``stderr (P,)`` (the weighted variance over batches, corrected by
+        ``B / (B − 1)``, over ``B``; NaN with one batch).
+    """
+    b = len(weights)
+    with np.errstate(invalid="ignore", over="ignore"):
+        values = losses @ weights
+        if b > 1:
+            var = ((losses - values[:, None]) ** 2 @ weights) * b / (b - 1)
+            stderr = np.sqrt(var / b)
+        else:
+            stderr = np.full(len(values), np.nan)
+    return values, stderr
+
+
+def mean_over_batch(loss: torch.Tensor, inputs: Any, targets: Any, reduction: str) -> torch.Tensor:
+    """A batch's mean loss from what the loss function returned (its ``reduction``)."""
+    return loss / count(inputs, targets) if reduction == "sum" else loss
+
+
+def is_classification(targets: Any) -> bool:
+    """Integer class labels, one per sample (accuracy is counted for these)."""
+    return (
+        isinstance(targets, torch.Tensor)
+        and not targets.is_floating_point()
+        and targets.ndim == 1
+        and not targets.is_complex()
+        and targets.dtype != torch.bool
+    )
+
+
+class WithLoss(torch.nn.Module):
+    """The user's model and loss as one module, so that one ``functional_call`` covers both:
+    a loss that reads ``model.parameters()`` sees the point's tensors."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.model = model
+        object.__setattr__(self, "loss_fn", loss_fn)  # not a submodule: never re-registered
+
+    def forward(self, inputs: Any, targets: Any, with_loss: bool = True) -> Any:
+        out = call_model(self.model, inputs)
+        return (out, self.loss_fn(out, targets)) if with_loss else out

@@ -20,16 +20,28 @@ from scipy.stats import spearmanr
 
 from .errors import WeightspaceError
 from .layout import ParamLayout
-from .projection.gram import (
+from .projection._gram import center_gram, distances_from_gram, gram_matrix
+from .projection._stream import (
+    DEFAULT_MAX_BYTES,
     SnapshotInput,
     Snapshots,
     as_snapshots,
-    center_gram,
-    distances_from_gram,
-    gram_matrix,
     iter_blocks,
 )
-from .trajectory import DEFAULT_MAX_BYTES, Trajectory
+from .trajectory import Trajectory
+
+__all__ = [
+    "EndpointMatrices",
+    "Oscillations",
+    "PathMetrics",
+    "cosine_similarities",
+    "endpoint_matrices",
+    "monotonicity",
+    "oscillations",
+    "pairwise_distances",
+    "path_metrics",
+    "variance_explained",
+]
 
 
 @dataclass(frozen=True)
@@ -217,12 +229,8 @@ def endpoint_matrices(
     if not isinstance(runs, (list, tuple)) or len(runs) < 2:
         raise WeightspaceError("runs: expected a list of at least 2 runs to compare")
     snaps = as_snapshots(list(runs), what="runs")
-    ends = [(s.start, s.stop - 1) for s in snaps.run_slices]
-    rows = tuple(snaps.rows[i] for pair in ends for i in pair)  # init_0, final_0, init_1, ...
-    r = len(runs)
-    pts = dataclasses.replace(
-        snaps, rows=rows, run_lengths=(2 * r,), labels=("endpoints",), steps=(np.arange(2 * r),)
-    )
+    pts = snaps.take([i for s in snaps.run_slices for i in (s.start, s.stop - 1)])
+    r = len(runs)  # rows of pts: init_0, final_0, init_1, ...
     g = gram_matrix(pts, center="mean", chunk_size=chunk_size)
     raw = gram_matrix(pts, center="none", chunk_size=chunk_size)
     init, final = np.arange(0, 2 * r, 2), np.arange(1, 2 * r, 2)

@@ -26,6 +26,8 @@ import torch
 
 from .objective import Objective
 
+__all__ = ["at_snapshot", "interpolated", "recompute_batchnorm", "recomputed", "snapshot_states"]
+
 log = logging.getLogger(__name__)
 
 StateFn = Callable[[np.ndarray, torch.Tensor], torch.Tensor]
@@ -42,7 +44,7 @@ def _missing(objective: Objective, run: Any) -> bool:
         _warned.add(key)
         log.warning(
             "run %s has no recorded buffers (written by an older weightspace); eval-mode "
-            "numbers use the --problem model's buffers (e.g. BatchNorm statistics), not the "
+            "numbers use the problem's own buffers (e.g. BatchNorm statistics), not the "
             "run's; re-record or re-import it",
             run.path,
         )
@@ -135,9 +137,10 @@ def recompute_batchnorm(
         the objective's buffers with the BatchNorm ones replaced (name -> tensor, in their
         own dtypes).
 
-    Example:
-        >>> new = recompute_batchnorm(obj, theta)              # doctest: +SKIP
-        >>> obj.with_buffers(new, source="recomputed").evaluate(theta)  # doctest: +SKIP
+    Example::
+
+        new = recompute_batchnorm(obj, theta)
+        obj.with_buffers(new, source="recomputed").evaluate(theta)
     """
     bns = [
         (name, m)

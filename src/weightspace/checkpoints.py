@@ -20,8 +20,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .buffer_layout import BUFFER_DTYPES, BufferLayout
 from .errors import CorruptRunError, LayoutMismatchError, WeightspaceError
-from .layout import BUFFER_DTYPES, BufferLayout, ParamLayout
+from .layout import ParamLayout
 from .store import (
     BUFFERS,
     RUN_JSON,
@@ -31,6 +32,8 @@ from .store import (
     snapshot_name,
     write_json,
 )
+
+__all__ = ["expand_paths", "import_checkpoints", "load_state_dict", "natural_key", "step_from_name"]
 
 NESTED_KEYS = ("model", "state_dict", "model_state_dict", "module", "net")
 BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
@@ -254,7 +257,7 @@ def _steps_for(files: list[Path], steps: Any) -> list[int]:
             bad = files[found.index(None)]
             raise WeightspaceError(
                 f"steps: file name {bad.name!r} has no step number; use steps='order' "
-                "(--steps order) or rename the files"
+                "or rename the files"
             )
     else:
         found = [int(s) for s in steps]

@@ -10,6 +10,16 @@ import torch
 
 from .errors import LayoutMismatchError, WeightspaceError
 
+__all__ = [
+    "as_array",
+    "as_generator",
+    "as_vector",
+    "non_negative_int",
+    "numpy_rng",
+    "one_of",
+    "positive_int",
+]
+
 
 def as_array(x: Any, name: str, ndim: int | None = None, length: int | None = None) -> np.ndarray:
     """``x`` as a float64 array, checked for its number of dimensions and first-axis length.

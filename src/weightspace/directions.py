@@ -28,6 +28,17 @@ from .checks import Seed, as_generator, as_vector
 from .errors import WeightspaceError
 from .layout import ParamLayout
 
+__all__ = [
+    "Directions",
+    "cosine",
+    "directions_from_vectors",
+    "interpolation_directions",
+    "load_directions",
+    "normalize_direction",
+    "plane_through",
+    "random_directions",
+]
+
 Normalization = Literal["filter", "layer", "none"]
 Ignore = Literal["biasbn"] | None
 NORMALIZATIONS = ("filter", "layer", "none")
@@ -299,7 +310,8 @@ def load_directions(
     ignore: Ignore = None,
     orthogonalize: bool = False,
 ) -> Directions:
-    """Directions stored in a ``.npy`` file of shape ``(k, n)`` or ``(n,)`` (no pickles).
+    """Directions stored in a ``.npy`` file of shape ``(k, n)`` or ``(n,)``, or in a result
+    ``.npz``: a surface's plane (``directions``) or a spectrum's eigenvectors (no pickles).
 
     Raises:
         WeightspaceError: missing or unreadable file, wrong shape (naming the file).
@@ -308,11 +320,18 @@ def load_directions(
     if not os.path.isfile(path):
         raise WeightspaceError(f"directions file {path!r} does not exist; check the path")
     try:
-        arr = np.load(path, allow_pickle=False)
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as z:
+                name = next((k for k in ("directions", "eigenvectors") if k in z.files), None)
+                if name is None:
+                    raise ValueError("it holds no 'directions' or 'eigenvectors'")
+                arr = z[name]
+        else:
+            arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise WeightspaceError(
-            f"directions file {path!r}: unreadable as .npy ({e}); save a (k, n) float array "
-            "with numpy.save"
+            f"directions file {path!r}: unreadable ({e}); give a (k, n) float array saved with "
+            "numpy.save, or a surface or spectrum result (.npz)"
         ) from None
     try:
         return directions_from_vectors(

@@ -6,6 +6,8 @@ one line, so that the command-line tool can print it as is.
 
 from __future__ import annotations
 
+__all__ = ["CorruptRunError", "LayoutMismatchError", "WeightspaceError"]
+
 
 class WeightspaceError(ValueError):
     """A user-facing error: bad input, a corrupt file, an inconsistent run."""

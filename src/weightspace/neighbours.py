@@ -15,6 +15,8 @@ import numpy as np
 from .checks import as_array
 from .errors import WeightspaceError
 
+__all__ = ["knn_graph"]
+
 KDTREE_MAX_DIM = 16  # exact kNN by a KD-tree up to this dimension, by distance blocks above
 
 

@@ -1,4 +1,4 @@
-"""Problem and Objective: a flat parameter vector in, the exact mean loss out.
+"""Objective: a flat parameter vector in, the exact mean loss of a :class:`Problem` out.
 
 ``Objective(problem)(theta)`` is ``Σ_b N_b·L_b / N`` over a fixed evaluation set, whatever the
 batch sizes, computed with ``torch.func.functional_call`` so that the user's module is never
@@ -7,8 +7,7 @@ The forward pass *and* the loss run inside one ``functional_call``, so a loss th
 model's parameters (an L2 term over ``model.parameters()``) is evaluated at ``theta`` too.
 The model mode (``"eval"`` by default: BatchNorm running statistics, dropout off) is an
 explicit, recorded choice, and so are the buffers the model reads: the model's own, or those
-of a recorded snapshot (:meth:`Objective.with_buffers`), or statistics re-estimated at a point
-(:mod:`weightspace.buffers`).
+of a recorded snapshot (:meth:`Objective.with_buffers`), or re-estimated (:mod:`.buffers`).
 """
 
 from __future__ import annotations
@@ -16,63 +15,34 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch.func import functional_call
 
-from ._batches import Batch, as_batches, call_model, count, map_tensors
+from ._batches import (
+    Batch,
+    WithLoss,
+    as_batches,
+    call_model,
+    count,
+    is_classification,
+    map_tensors,
+    mean_over_batch,
+    weighted_mean,
+)
+from .buffer_layout import BufferLayout
 from .errors import LayoutMismatchError, WeightspaceError
-from .layout import BufferLayout, ParamLayout
+from .layout import ParamLayout
+from .problems import Problem
+
+__all__ = ["Evaluation", "Objective"]
 
 Mode = Literal["eval", "train"]
 MODEL_BUFFERS = "model"  # buffers_source when the objective reads the model's own buffers
-
-
-@dataclass
-class Problem:
-    """A model, a loss and the data it is measured on.
-
-    Args:
-        model: the network; never modified by weightspace's analyses.
-        loss_fn: ``loss_fn(outputs, targets) -> scalar``, the mean over the batch
-            (PyTorch's default reduction), or the sum with ``reduction="sum"``. It may read
-            the model's parameters (a regulariser): it runs with them set to the point.
-        data: ``(X, y)`` tensors (``X`` may also be a dict of tensors, ``y`` a tensor or a
-            dict of tensors, indexed by sample), or an iterable of ``(inputs, targets)``
-            batches (a DataLoader without shuffling). Inputs may be a tensor, a tuple of
-            tensors (positional arguments) or a dict (keyword arguments); targets a tensor or
-            a dict of tensors.
-        test_data: optional held-out data in the same form.
-        name: a label for captions and metadata.
-        reduction: how ``loss_fn`` reduces over a batch.
-    """
-
-    model: torch.nn.Module
-    loss_fn: Callable[[Any, torch.Tensor], torch.Tensor]
-    data: Any
-    test_data: Any = None
-    name: str = "problem"
-    reduction: Literal["mean", "sum"] = "mean"
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.model, torch.nn.Module):
-            raise WeightspaceError(
-                f"Problem.model: expected a torch.nn.Module, got {type(self.model).__name__}"
-            )
-        if not callable(self.loss_fn):
-            raise WeightspaceError(
-                f"Problem.loss_fn: expected a callable loss_fn(outputs, targets), got "
-                f"{type(self.loss_fn).__name__}"
-            )
-        if self.reduction not in ("mean", "sum"):
-            raise WeightspaceError(
-                f"Problem.reduction: expected 'mean' or 'sum', got {self.reduction!r}"
-            )
 
 
 @dataclass(frozen=True)
@@ -90,20 +60,6 @@ class Evaluation:
     stderr: float
     accuracy: float | None
     batch_losses: np.ndarray
-
-
-class _WithLoss(torch.nn.Module):
-    """The user's model and loss as one module, so that one ``functional_call`` covers both:
-    a loss that reads ``model.parameters()`` sees the point's tensors."""
-
-    def __init__(self, model: torch.nn.Module, loss_fn: Callable[..., Any]) -> None:
-        super().__init__()
-        self.model = model
-        object.__setattr__(self, "loss_fn", loss_fn)  # not a submodule: never re-registered
-
-    def forward(self, inputs: Any, targets: Any, with_loss: bool = True) -> Any:
-        out = call_model(self.model, inputs)
-        return (out, self.loss_fn(out, targets)) if with_loss else out
 
 
 class Objective:
@@ -162,7 +118,7 @@ class Objective:
         first = next(iter(self.model.parameters()))
         self.device = torch.device(device) if device is not None else first.device
         self.theta0 = self.layout.flatten(self.model).to(self.device).clone()
-        self._module = _WithLoss(self.model, self.loss_fn)
+        self._module = WithLoss(self.model, self.loss_fn)
         self._pnames = tuple(f"model.{n}" for n in self.layout.names)
         names = set(self.layout.names)
         self._model_state = {
@@ -182,7 +138,7 @@ class Objective:
         self.n_samples = int(sum(sizes))
         self.batch_weights = torch.tensor(sizes, dtype=torch.float64) / self.n_samples
         self._batch_cache: dict[torch.dtype, list[Batch]] = {}  # shared by with_buffers copies
-        self._classification = self._detect_classification()
+        self._classification = is_classification(self._raw[0][1])
         self._set_buffers(buffers, buffers_source)
 
     # ------------------------------------------------------------------ buffers
@@ -223,11 +179,11 @@ class Objective:
         buffers. Names must be buffers of the model; the ones not given keep the model's
         values. ``source`` says what they are and is recorded in :attr:`metadata`.
 
-        Example:
-            >>> obj_t = obj.with_buffers(traj.buffers(i), source="run a step 100")  # doctest: +SKIP
+        Example::
+
+            obj_t = obj.with_buffers(traj.buffers(i), source="run a step 100")
         """
         new = copy.copy(self)
-        new.__dict__.pop("_weightspace_compiled_engines", None)  # they read the old buffers
         new._set_buffers(buffers, source)
         return new
 
@@ -336,9 +292,7 @@ class Objective:
             out, loss = functional_call(
                 self._module, self._params(theta, buffers), (inputs, targets)
             )
-        if self.problem.reduction == "sum":
-            loss = loss / count(inputs, targets)
-        return out, loss
+        return out, mean_over_batch(loss, inputs, targets, self.problem.reduction)
 
     def batch(self, b: int, dtype: torch.dtype) -> Batch:
         """Batch ``b`` staged on the device in ``dtype``."""
@@ -371,24 +325,8 @@ class Objective:
                     correct.append((out.argmax(-1) == targets).sum().to(torch.float64))
             per_batch = torch.stack(losses).cpu().numpy()
             acc = float(torch.stack(correct).sum()) / self.n_samples if correct else None
-        w = self.batch_weights.numpy()
-        mean = float(w @ per_batch)
-        if len(per_batch) > 1:
-            var = float(w @ (per_batch - mean) ** 2) * len(w) / (len(w) - 1)
-            stderr = math.sqrt(var / len(per_batch))
-        else:
-            stderr = math.nan
-        return Evaluation(mean, stderr, acc, per_batch)
-
-    def _detect_classification(self) -> bool:
-        _, targets = self._raw[0]
-        return (
-            isinstance(targets, torch.Tensor)
-            and not targets.is_floating_point()
-            and targets.ndim == 1
-            and not targets.is_complex()
-            and targets.dtype != torch.bool
-        )
+        mean, stderr = weighted_mean(per_batch[None], self.batch_weights.numpy())
+        return Evaluation(float(mean[0]), float(stderr[0]), acc, per_batch)
 
     # ------------------------------------------------------------------ checks
     def model_loss(self) -> float:
@@ -399,10 +337,8 @@ class Objective:
             with torch.no_grad(), self._model_mode():
                 batches = self._staged(self.theta0.dtype)  # data cast as at theta0
                 for (inputs, targets), w in zip(batches, self.batch_weights.tolist()):
-                    out = call_model(self.model, inputs)
-                    loss = self.loss_fn(out, targets)
-                    if self.problem.reduction == "sum":
-                        loss = loss / count(inputs, targets)
+                    loss = self.loss_fn(call_model(self.model, inputs), targets)
+                    loss = mean_over_batch(loss, inputs, targets, self.problem.reduction)
                     total += w * float(loss)
         finally:
             with torch.no_grad():

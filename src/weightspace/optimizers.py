@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["Stability", "canonical_name", "normalize_metadata", "optimizer_settings", "stability"]
+
 HYPER = ("lr", "momentum", "dampening", "weight_decay", "eps")
 STABILITY_KEYS = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
 OPTIMIZER_KEYS = ("optimizer", *HYPER, "nesterov", "betas", "param_groups")

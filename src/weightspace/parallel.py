@@ -26,6 +26,28 @@ import torch.distributed as dist
 from .errors import WeightspaceError
 from .store import atomic_path
 
+__all__ = [
+    "all_ranks_ok",
+    "all_reduce_sum",
+    "barrier",
+    "env_rank_world",
+    "fingerprint",
+    "init_from_env",
+    "is_distributed",
+    "is_rank_zero",
+    "load_partials",
+    "local_device",
+    "merge_rows",
+    "partial_files",
+    "partial_path",
+    "rank",
+    "rank_zero_writes",
+    "remove_partials",
+    "save_partial",
+    "shard",
+    "world_size",
+]
+
 logger = logging.getLogger(__name__)
 PARTIAL_FORMAT = 1
 
@@ -217,7 +239,7 @@ def load_partials(
                 d, v = z["done"], z["data"]
         except (OSError, ValueError, KeyError) as e:
             raise WeightspaceError(
-                f"checkpoint {path}: unreadable ({e}); delete it and start without --resume"
+                f"checkpoint {path}: unreadable ({e}); delete it and start without resuming"
             ) from None
         if meta.get("key") != key or d.shape != (n_points,) or v.shape != (n_points, n_fields):
             raise WeightspaceError(

@@ -1,4 +1,5 @@
-"""Resolve ``--problem`` specs: an embedded name, ``module:function`` or ``file.py:function``."""
+"""Problems: a model, a loss and data (:class:`Problem`), and the specs that build them (an
+embedded name, ``module:function`` or ``path/to/file.py:function``; :func:`load_problem`)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,58 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 
-from . import zoo
 from .errors import WeightspaceError
-from .objective import Problem
+
+__all__ = ["Problem", "load_problem"]
+
+
+@dataclass
+class Problem:
+    """A model, a loss and the data it is measured on.
+
+    Args:
+        model: the network; never modified by weightspace's analyses.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar``, the mean over the batch
+            (PyTorch's default reduction), or the sum with ``reduction="sum"``. It may read
+            the model's parameters (a regulariser): it runs with them set to the point.
+        data: ``(X, y)`` tensors (``X`` may also be a dict of tensors, ``y`` a tensor or a
+            dict of tensors, indexed by sample), or an iterable of ``(inputs, targets)``
+            batches (a DataLoader without shuffling). Inputs may be a tensor, a tuple of
+            tensors (positional arguments) or a dict (keyword arguments); targets a tensor or
+            a dict of tensors.
+        test_data: optional held-out data in the same form.
+        name: a label for captions and metadata.
+        reduction: how ``loss_fn`` reduces over a batch.
+    """
+
+    model: torch.nn.Module
+    loss_fn: Callable[[Any, torch.Tensor], torch.Tensor]
+    data: Any
+    test_data: Any = None
+    name: str = "problem"
+    reduction: Literal["mean", "sum"] = "mean"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, torch.nn.Module):
+            raise WeightspaceError(
+                f"Problem.model: expected a torch.nn.Module, got {type(self.model).__name__}"
+            )
+        if not callable(self.loss_fn):
+            raise WeightspaceError(
+                f"Problem.loss_fn: expected a callable loss_fn(outputs, targets), got "
+                f"{type(self.loss_fn).__name__}"
+            )
+        if self.reduction not in ("mean", "sum"):
+            raise WeightspaceError(
+                f"Problem.reduction: expected 'mean' or 'sum', got {self.reduction!r}"
+            )
 
 
 @contextlib.contextmanager
@@ -31,16 +77,18 @@ def _on_path(folder: str | None) -> Iterator[None]:
 
 
 def _factory(spec: str) -> Callable[..., object]:
+    from . import zoo
+
     target, _, func = spec.rpartition(":")
     if not target or not func:
         raise WeightspaceError(
-            f"--problem: unknown problem {spec!r}; give an embedded name "
+            f"problem: unknown problem {spec!r}; give an embedded name "
             f"({', '.join(zoo.names())}), module:function or path/to/file.py:function"
         )
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_file():
-            raise WeightspaceError(f"--problem: file {target!r} does not exist; check the path")
+            raise WeightspaceError(f"problem: file {target!r} does not exist; check the path")
         name = f"_weightspace_user_{path.stem}"
         mod_spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(mod_spec)
@@ -48,18 +96,18 @@ def _factory(spec: str) -> Callable[..., object]:
         try:
             mod_spec.loader.exec_module(module)
         except Exception as e:
-            raise WeightspaceError(f"--problem: importing {target!r} failed: {e!r}") from e
+            raise WeightspaceError(f"problem: importing {target!r} failed: {e!r}") from e
     else:
         try:
             module = importlib.import_module(target)
         except ImportError as e:
             raise WeightspaceError(
-                f"--problem: cannot import module {target!r} ({e}); check PYTHONPATH or give "
+                f"problem: cannot import module {target!r} ({e}); check PYTHONPATH or give "
                 "path/to/file.py:function"
             ) from e
     fn = getattr(module, func, None)
     if not callable(fn):
-        raise WeightspaceError(f"--problem: {target!r} has no function {func!r}")
+        raise WeightspaceError(f"problem: {target!r} has no function {func!r}")
     return fn
 
 
@@ -76,6 +124,8 @@ def load_problem(spec: str, *, seed: int | None = None) -> Problem:
         WeightspaceError: unknown name, import failure, or a function that does not
         return a Problem.
     """
+    from . import zoo  # zoo's problems are Problems: imported when a spec is resolved
+
     if spec in zoo.PROBLEMS:
         return zoo.problem(spec, seed=0 if seed is None else seed)
     target = spec.rpartition(":")[0]
@@ -92,7 +142,7 @@ def load_problem(spec: str, *, seed: int | None = None) -> Problem:
             result = fn(seed=seed) if takes_seed and seed is not None else fn()
     if not isinstance(result, Problem):
         raise WeightspaceError(
-            f"--problem: {spec!r} returned {type(result).__name__}, expected a "
+            f"problem: {spec!r} returned {type(result).__name__}, expected a "
             "weightspace.Problem(model, loss_fn, data)"
         )
     return result

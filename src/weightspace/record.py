@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .buffer_layout import BufferLayout, persistent_buffers
 from .errors import WeightspaceError
-from .layout import BufferLayout, NameFilter, ParamLayout, persistent_buffers
+from .layout import NameFilter, ParamLayout
 from .optimizers import normalize_metadata
 from .store import (
     BUFFERS,
@@ -38,6 +39,8 @@ from .store import (
     snapshot_name,
     write_json,
 )
+
+__all__ = ["Recorder", "default_storage_dtype"]
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -70,12 +73,13 @@ class Recorder:
         max_queue: snapshots waiting to be written before ``record`` blocks (memory bound).
         fsync: fsync each snapshot before renaming it (crash safety; on by default).
 
-    Example:
-        >>> rec = Recorder(model, "runs/sgd", every=10, metadata={"lr": 0.1})  # doctest: +SKIP
-        >>> with rec:  # doctest: +SKIP
-        ...     for step in range(1000):
-        ...         ...; optimizer.step()
-        ...         rec.record(step, loss=loss.item())
+    Example::
+
+        rec = Recorder(model, "runs/sgd", every=10, metadata={"lr": 0.1})
+        with rec:
+            for step in range(1000):
+                ...; optimizer.step()
+                rec.record(step, loss=loss.item())
     """
 
     def __init__(

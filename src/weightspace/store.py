@@ -11,7 +11,7 @@ A run is a directory, robust to ``kill -9``::
 
 Format 1 (weightspace before buffers were recorded) is still read: its runs have no buffers.
 
-Results are ``NAME.npz`` (``allow_pickle=False``) with a ``NAME.json`` sidecar.
+Results (surfaces, spectra, ...) have their own format: :mod:`weightspace.results`.
 """
 
 from __future__ import annotations
@@ -28,13 +28,29 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
+from .buffer_layout import BufferLayout
 from .errors import CorruptRunError, WeightspaceError
-from .layout import BufferLayout, ParamLayout
+from .layout import ParamLayout
 from .optimizers import normalize_metadata
+
+__all__ = [
+    "atomic_path",
+    "check_snapshot_header",
+    "fsync_dir",
+    "header_to_json",
+    "list_snapshots",
+    "load_snapshot",
+    "make_run_header",
+    "read_metrics",
+    "read_npy_header",
+    "read_run_header",
+    "save_array",
+    "snapshot_name",
+    "write_json",
+]
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # 1: no buffers recorded
-RESULT_FORMAT_VERSION = 1
 RUN_JSON = "run.json"
 METRICS = "metrics.jsonl"
 SNAPSHOTS = "snapshots"
@@ -299,58 +315,3 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             raise CorruptRunError(f"{path}: line {i + 1} is not valid JSON ({e})") from None
         records.append(obj)
     return records
-
-
-# ---------------------------------------------------------------------------- results
-def save_result(
-    path: str | os.PathLike,
-    kind: str,
-    arrays: Mapping[str, np.ndarray],
-    meta: Mapping[str, Any] | None = None,
-) -> Path:
-    """Save a result as ``path.npz`` plus a ``path.json`` sidecar, both atomically.
-
-    Args:
-        path: destination without suffix (a ``.npz``/``.json`` suffix is stripped).
-        kind: what the result is (``"pca"``, ``"surface"``, ...).
-        arrays: name -> numeric array (no objects).
-        meta: every parameter used, seed, data description, model mode, ...
-
-    Returns:
-        the ``.npz`` path.
-    """
-    base = Path(path)
-    if base.suffix in (".npz", ".json"):
-        base = base.with_suffix("")
-    base.parent.mkdir(parents=True, exist_ok=True)
-    for name, a in arrays.items():
-        if np.asarray(a).dtype.hasobject:
-            raise WeightspaceError(f"result array {name!r} holds Python objects; use numbers")
-    npz = base.with_name(base.name + ".npz")
-    with atomic_path(npz) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-    sidecar = {
-        "kind": kind,
-        "format_version": RESULT_FORMAT_VERSION,
-        "weightspace_version": __version__,
-        **dict(meta or {}),
-    }
-    write_json(base.with_name(base.name + ".json"), sidecar)
-    return npz
-
-
-def load_result(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Load a result written by :func:`save_result`; pickles are refused."""
-    base = Path(path)
-    if base.suffix in (".npz", ".json"):
-        base = base.with_suffix("")
-    npz, side = base.with_name(base.name + ".npz"), base.with_name(base.name + ".json")
-    if not npz.exists():
-        raise WeightspaceError(f"result {str(npz)!r} does not exist; check the path")
-    try:
-        with np.load(npz, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(side.read_text()) if side.exists() else {}
-    except (OSError, ValueError) as e:
-        raise CorruptRunError(f"result {npz}: unreadable ({e})") from None
-    return arrays, meta

@@ -27,10 +27,8 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -38,7 +36,8 @@ import numpy as np
 from .checks import as_array
 from .errors import WeightspaceError
 from .neighbours import knn_graph
-from .store import load_result, save_result
+
+__all__ = ["LossTopology", "loss_topology", "path_edges", "sublevel_persistence"]
 
 logger = logging.getLogger(__name__)
 
@@ -349,36 +348,5 @@ def loss_topology(
         significance=float(significance),
         k=int(k),
         edges=edges,
-        metadata=meta,
-    )
-
-
-def save_topology(topo: LossTopology, path: str | os.PathLike) -> Path:
-    """Write a :class:`LossTopology` as ``path.npz`` + ``path.json`` (atomic); returns the
-    ``.npz``."""
-    arrays = {name: getattr(topo, name) for name in ("diagram", "dims", "birth_vertex", "edges")}
-    names = ("k", "significance", "threshold", "total_persistence", "n_significant_basins")
-    meta = {**topo.metadata, **{name: getattr(topo, name) for name in names}}
-    return save_result(path, "topology", arrays, meta)
-
-
-def load_topology(path: str | os.PathLike) -> LossTopology:
-    """Read a :class:`LossTopology` written by :func:`save_topology`."""
-    arrays, meta = load_result(path)
-    if meta.get("kind") != "topology":
-        raise WeightspaceError(
-            f"path: expected a topology result, got a {meta.get('kind')!r} one at {str(path)!r}; "
-            "pass a file written by save_topology"
-        )
-    diagram = arrays["diagram"]
-    return LossTopology(
-        diagram=diagram,
-        dims=arrays["dims"],
-        birth_vertex=arrays["birth_vertex"],
-        n_significant_basins=int(meta["n_significant_basins"]),
-        threshold=float(meta["threshold"]),
-        significance=float(meta["significance"]),
-        k=int(meta["k"]),
-        edges=arrays["edges"],
         metadata=meta,
     )

@@ -1,14 +1,19 @@
 """A plain training loop with recording, for users who have a model factory and no loop.
 
 Initialisation and data order have separate seeds, so "same initialisation, different
-shuffles" and "clones after partial training" (Lipton 2016) are one flag each.
+shuffles" and "clones after partial training" (Lipton 2016) are one flag each; a clone
+(``init_from``) keeps the optimizer settings of the run it comes from unless told otherwise,
+so that a comparison changes one thing at a time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
+import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +21,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ._batches import call_model, minibatches
+from .checks import non_negative_int, positive_int
 from .errors import WeightspaceError
 from .layout import ParamLayout
-from .objective import Problem
 from .optimizers import canonical_name
+from .problems import Problem
 from .record import Recorder
 from .trajectory import Trajectory
+
+__all__ = ["StartPoint", "TrainSettings", "make_optimizer", "train"]
 
 OptimizerName = str  # a torch.optim optimizer, by its lower-case name ("sgd", "adamw", ...)
 _NEEDS_CLOSURE = ("lbfgs", "sparseadam")
@@ -63,127 +71,172 @@ def make_optimizer(
     return cls(params, **kwargs)
 
 
-def _validate(**values: float) -> None:
-    rules = {
-        "lr": (lambda v: v > 0, "a positive number"),
-        "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
-        "weight_decay": (lambda v: v >= 0, "a non-negative number"),
-        "batch_size": (lambda v: v >= 1, "a positive integer"),
-        "steps": (lambda v: v >= 1, "a positive integer"),
-        "every": (lambda v: v >= 1, "a positive integer"),
-    }
-    for name, value in values.items():
-        ok, expected = rules[name]
-        if not ok(value):
-            raise WeightspaceError(f"{name}: expected {expected}, got {value!r}")
+@dataclass(frozen=True)
+class TrainSettings:
+    """The update rule and the data order of :func:`train`.
+
+    Attributes:
+        optimizer: a ``torch.optim`` optimizer by name (``"sgd"``, ``"adamw"``, ...).
+        lr, momentum, weight_decay: its settings (momentum only where it has one).
+        batch_size: minibatch size for ``(X, y)`` data.
+        steps: optimizer updates to take.
+        every: record every ``every`` steps.
+        data_seed: seed of the data order, separate from the initialisation.
+    """
+
+    optimizer: OptimizerName = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    steps: int = 500
+    every: int = 10
+    data_seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "optimizer", canonical_name(self.optimizer) or self.optimizer)
+        rules = {
+            "lr": (lambda v: v > 0, "a positive number"),
+            "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            "weight_decay": (lambda v: v >= 0, "a non-negative number"),
+        }
+        for name, (ok, expected) in rules.items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not ok(value):
+                raise WeightspaceError(f"{name}: expected {expected}, got {value!r}")
+        for name in ("batch_size", "steps", "every"):
+            positive_int(getattr(self, name), name)
+        non_negative_int(self.data_seed, "data_seed")
+        if self.optimizer not in TORCH_OPTIMIZERS:
+            raise WeightspaceError(
+                f"optimizer: expected one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+
+    @classmethod
+    def of(cls, base: TrainSettings | None, changes: Mapping[str, Any]) -> TrainSettings:
+        """``base`` (default: the defaults) with ``changes``, unknown names refused."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in changes if k not in names]
+        if unknown:
+            raise WeightspaceError(
+                f"{unknown[0]}: not a training setting; the settings are {', '.join(names)}"
+            )
+        return dataclasses.replace(base or cls(), **changes)
+
+
+INHERITED = ("optimizer", "lr", "momentum", "weight_decay", "batch_size")
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """Where training starts: a flat parameter vector (laid out as
+    ``ParamLayout.from_module(problem.model)``), the model's buffers there, and its step
+    number (the numbering continues from it)."""
+
+    theta: torch.Tensor
+    buffers: Mapping[str, torch.Tensor] | None = None
+    step: int = 0
+
+
+def _from_run(
+    problem: Problem, init_from: tuple[str | os.PathLike, int | None]
+) -> tuple[StartPoint, dict[str, Any], dict[str, Any]]:
+    """A recorded point as a start, the run's training settings, and facts for run.json."""
+    parent = Trajectory.load(init_from[0])
+    i = len(parent) - 1 if init_from[1] is None else parent.index_of(init_from[1])
+    layout = ParamLayout.from_module(problem.model)
+    parent.layout.check_compatible(layout, what=f"init_from {init_from[0]}")
+    theta = parent.theta(i, dtype=next(problem.model.parameters()).dtype)
+    start = StartPoint(theta, parent.buffers(i), int(parent.steps[i]))
+    inherited = {k: parent.metadata[k] for k in INHERITED if k in parent.metadata}
+    return start, inherited, {"init_from": str(init_from[0]), "init_step": start.step}
 
 
 def train(
     problem: Problem,
     run_dir: str | os.PathLike,
+    settings: TrainSettings | None = None,
     *,
-    optimizer: OptimizerName = "sgd",
-    lr: float = 0.1,
-    momentum: float = 0.0,
-    weight_decay: float = 0.0,
-    batch_size: int = 64,
-    steps: int = 500,
-    every: int = 10,
-    data_seed: int = 0,
     init_from: tuple[str | os.PathLike, int | None] | None = None,
-    start_theta: torch.Tensor | None = None,
-    start_buffers: Mapping[str, torch.Tensor] | None = None,
-    start_step: int = 0,
+    start: StartPoint | None = None,
     dtype: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     progress: bool = False,
+    **changes: Any,
 ) -> Path:
     """Train ``problem.model`` with minibatch updates, recording every ``every`` steps.
 
     Step 0 (or the starting step of a clone) is the initial point; step ``s`` is the point
     after ``s`` optimizer updates. Each record carries the minibatch ``loss`` and ``acc``.
+    If training diverges, the run directory this call created is removed.
 
     Args:
         problem: model, loss and training data (``(X, y)`` tensors, or dicts of them, are
             shuffled with ``data_seed`` every epoch; an iterable of batches is cycled as
             given). Inputs may be tensors, tuples or dicts, targets tensors or dicts.
         run_dir: the run directory to write; must not exist.
-        optimizer, lr, momentum, weight_decay: the update rule.
-        batch_size: minibatch size for ``(X, y)`` data.
-        steps: optimizer updates to take.
-        every: record every ``every`` steps.
-        data_seed: seed of the data order, separate from the initialisation.
+        settings: the update rule and data order (:class:`TrainSettings`).
         init_from: ``(run_dir, step)`` to start from a recorded point (``step=None``: the
             last), its buffers (BatchNorm statistics) included; numbering continues from
-            that step.
-        start_theta: ``(n,)`` a flat parameter vector to start from instead of the model's
-            current weights (laid out as ``ParamLayout.from_module(problem.model)``);
-            exclusive with ``init_from``.
-        start_buffers: the model's buffers to start from (name -> tensor), with
-            ``start_theta``.
-        start_step: the step number of ``start_theta``; numbering continues from it.
+            that step, and the run's optimizer settings (optimizer, lr, momentum, weight
+            decay, batch size) are inherited unless given.
+        start: a :class:`StartPoint` instead of the model's current weights; exclusive with
+            ``init_from``.
         dtype: snapshot storage dtype (default: float64 for a float64 model, else float32).
         metadata: extra facts for ``run.json``.
         progress: show a progress bar.
+        **changes: fields of :class:`TrainSettings` (``lr=0.05``, ``steps=200``, ...).
 
     Returns:
         the run directory.
+
+    Example::
+
+        train(ws.zoo.problem("digits-mlp"), "runs/sgd", lr=0.05, momentum=0.9)
     """
-    _validate(
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        steps=steps,
-        every=every,
-    )
     run_dir = Path(run_dir)
-    if (run_dir / "run.json").exists():
-        raise WeightspaceError(f"-o: run {str(run_dir)!r} already exists; choose a new directory")
-    if start_theta is not None and init_from is not None:
-        raise WeightspaceError("start_theta: give start_theta or init_from, not both")
-    if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
-        raise WeightspaceError(f"start_step: expected a non-negative integer, got {start_step!r}")
-    model = problem.model
-    start = 0
-    optimizer = canonical_name(optimizer) or optimizer
-    meta: dict[str, Any] = {
-        "problem": problem.name,
-        "optimizer": optimizer,
-        "lr": lr,
-        "momentum": momentum,
-        "weight_decay": weight_decay,
-        "batch_size": batch_size,
-        "steps": steps,
-        "data_seed": data_seed,
-    }
+    if start is not None and init_from is not None:
+        raise WeightspaceError("start: give start or init_from, not both")
+    facts: dict[str, Any] = {}
     if init_from is not None:
-        parent = Trajectory.load(init_from[0])
-        i = len(parent) - 1 if init_from[1] is None else parent.index_of(init_from[1])
-        start = int(parent.steps[i])
-        theta = parent.theta(i, dtype=next(model.parameters()).dtype)
-        parent.layout.check_compatible(
-            ParamLayout.from_module(model), what=f"--init-from {init_from[0]}"
+        start, inherited, facts = _from_run(problem, init_from)
+        changes = {**inherited, **changes}
+    settings = TrainSettings.of(settings, changes)  # checked before anything is written
+    if (run_dir / "run.json").exists():
+        raise WeightspaceError(
+            f"run_dir: run {str(run_dir)!r} already exists; choose a new directory"
         )
-        _load_point(model, parent.layout.unflatten(theta), parent.buffers(i))
-        meta.update(init_from=str(init_from[0]), init_step=start)
-    elif start_theta is not None:
-        layout = ParamLayout.from_module(model)
-        if tuple(start_theta.shape) != (layout.numel,):
-            raise WeightspaceError(
-                f"start_theta: expected a flat vector of shape ({layout.numel},), got "
-                f"{tuple(start_theta.shape)}; lay it out like the model's parameters"
-            )
-        _load_point(model, layout.unflatten(start_theta.detach()), start_buffers)
-        start = start_step
-    meta.update(metadata or {})
-    batches = minibatches(problem.data, batch_size, data_seed)
-    opt = make_optimizer(model.parameters(), optimizer, lr, momentum, weight_decay)
+    if start is not None:
+        _load_point(problem.model, start)
+    meta = {"problem": problem.name, **dataclasses.asdict(settings), **facts, **(metadata or {})}
+    created = not run_dir.exists()
+    try:
+        _loop(problem, run_dir, settings, 0 if start is None else start.step, dtype, meta,
+              progress)  # fmt: skip
+    except BaseException:
+        if created:  # only what this call created: a half run is worse than none
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return run_dir
+
+
+def _loop(
+    problem: Problem,
+    run_dir: Path,
+    s: TrainSettings,
+    first: int,
+    dtype: str | None,
+    meta: dict[str, Any],
+    progress: bool,
+) -> None:
+    model = problem.model
+    batches = minibatches(problem.data, s.batch_size, s.data_seed)
+    opt = make_optimizer(model.parameters(), s.optimizer, s.lr, s.momentum, s.weight_decay)
     model.train()
-    with Recorder(model, run_dir, every=every, dtype=dtype, metadata=meta) as rec:
-        rec.record(start)
+    with Recorder(model, run_dir, every=s.every, dtype=dtype, metadata=meta) as rec:
+        rec.record(first)
         bar = tqdm(
-            range(start + 1, start + steps + 1),
+            range(first + 1, first + s.steps + 1),
             disable=not progress,
             unit="step",
             desc=f"train {run_dir.name}",
@@ -200,25 +253,28 @@ def train(
                 loss_v = loss.item()
                 if not torch.isfinite(loss.detach()):
                     raise WeightspaceError(
-                        f"training diverged at step {step} (loss {loss_v}); lower --lr"
+                        f"lr: training diverged at step {step} (loss {loss_v}); lower the "
+                        "learning rate"
                     )
                 acc = _accuracy(out, targets)
                 rec.record(step, loss=loss_v, **({"acc": acc} if acc is not None else {}))
                 bar.set_postfix(loss=f"{loss_v:.4f}")
-    return run_dir
 
 
-def _load_point(
-    model: torch.nn.Module,
-    params: Mapping[str, torch.Tensor],
-    buffers: Mapping[str, torch.Tensor] | None,
-) -> None:
-    """Set the model's parameters (and buffers, when given) to a recorded point."""
+def _load_point(model: torch.nn.Module, start: StartPoint) -> None:
+    """Set the model's parameters (and buffers, when given) to a start point."""
+    layout = ParamLayout.from_module(model)
+    if tuple(start.theta.shape) != (layout.numel,):
+        raise WeightspaceError(
+            f"start: expected a flat vector of shape ({layout.numel},), got "
+            f"{tuple(start.theta.shape)}; lay it out like the model's parameters"
+        )
+    non_negative_int(start.step, "start.step")
     named, own = dict(model.named_parameters()), dict(model.named_buffers())
     with torch.no_grad():
-        for name, value in params.items():
+        for name, value in layout.unflatten(start.theta.detach()).items():
             named[name].copy_(value)
-        for name, value in (buffers or {}).items():
+        for name, value in (start.buffers or {}).items():
             if name in own:
                 own[name].copy_(value)
 

@@ -1,22 +1,23 @@
 """Trajectory: a recorded run read lazily from disk.
 
-Snapshots are memory-mapped, never loaded all at once; :meth:`Trajectory.iter_columns`
-streams ``(T, chunk)`` blocks of parameter columns across all snapshots so that analyses
-(PCA's Gram matrix, distances) work on runs larger than RAM.
+Snapshots are memory-mapped, never loaded all at once;
+:func:`weightspace.projection.iter_blocks` streams ``(T, chunk)`` blocks of parameter columns
+across all snapshots of one run or several, so that analyses (PCA's Gram matrix, distances)
+work on runs larger than RAM.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .buffer_layout import BufferLayout
 from .errors import CorruptRunError, WeightspaceError
-from .layout import BufferLayout, ParamLayout
+from .layout import ParamLayout
 from .optimizers import normalize_metadata
 from .store import (
     BUFFERS,
@@ -28,7 +29,7 @@ from .store import (
     read_run_header,
 )
 
-DEFAULT_MAX_BYTES = 256 * 2**20
+__all__ = ["Trajectory"]
 
 
 class Trajectory:
@@ -37,8 +38,9 @@ class Trajectory:
     Use :meth:`load`; the constructor only stores.
 
     Example:
-        >>> traj = Trajectory.load("runs/sgd")                       # doctest: +SKIP
-        >>> for start, block in traj.iter_columns(chunk_size=4096):  # doctest: +SKIP
+        >>> from weightspace.projection import iter_blocks
+        >>> traj = Trajectory.load("runs/sgd")                   # doctest: +SKIP
+        >>> for start, block in iter_blocks(traj, chunk_size=4096):  # doctest: +SKIP
         ...     ...  # block: (len(traj), <=4096), columns start..start+block.shape[1]
     """
 
@@ -230,42 +232,3 @@ class Trajectory:
                 f"buffers {f}: missing for a recorded snapshot; the run is damaged, re-record it"
             )
         return np.array(load_snapshot(f, self.buffer_layout.numel, np.dtype(np.float64)))
-
-    # ------------------------------------------------------------------ streaming
-    def iter_columns(
-        self,
-        chunk_size: int | None = None,
-        *,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        dtype: np.dtype | type | None = None,
-        indices: np.ndarray | None = None,
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        """Stream parameter columns across snapshots.
-
-        Yields ``(start, block)`` with ``block: (T, c)`` holding columns
-        ``start:start + c`` of every selected snapshot. The block is one reused buffer,
-        overwritten by the next iteration: copy it to keep it. Peak memory is one block.
-
-        Args:
-            chunk_size: columns per block; default from ``max_bytes``.
-            max_bytes: memory budget for one block when ``chunk_size`` is None.
-            dtype: block dtype; default float32, or float64 for float64 runs.
-            indices: which snapshots (default all), in this order.
-        """
-        if dtype is None:
-            dtype = np.float64 if self.storage_dtype == np.float64 else np.float32
-        rows = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
-        if chunk_size is None:
-            per_column = max(1, len(rows)) * np.dtype(dtype).itemsize
-            chunk_size = max(1, min(self.n_params, max_bytes // per_column))
-        chunk_size = int(chunk_size)
-        if chunk_size < 1:
-            raise WeightspaceError(f"chunk_size: expected a positive integer, got {chunk_size}")
-        maps = [self.snapshot(int(i)) for i in rows]
-        buf = np.empty((len(rows), min(chunk_size, self.n_params)), dtype=dtype)
-        for start in range(0, self.n_params, chunk_size):
-            stop = min(start + chunk_size, self.n_params)
-            block = buf[:, : stop - start]
-            for r, m in enumerate(maps):
-                block[r] = m[start:stop]
-            yield start, block

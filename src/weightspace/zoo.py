@@ -17,7 +17,9 @@ import torch
 from torch import nn
 
 from .errors import WeightspaceError
-from .objective import Problem
+from .problems import Problem
+
+__all__ = ["MLP", "DigitsCNN", "digits", "mnist1d", "names", "problem"]
 
 SPLIT_SEED = 0
 

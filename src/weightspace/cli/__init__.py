@@ -1,8 +1,16 @@
 """``weightspace`` command-line tool: one small module per subcommand, no logic here.
 
-Each module in :data:`COMMANDS` defines ``add_parser(subparsers)`` and ``run(args) -> dict``;
-the dict is the machine-readable summary printed by ``--json`` (artifact paths, key numbers).
-User errors print one line on stderr and exit with code 1; ``-v`` shows the traceback.
+Each module in :data:`COMMANDS` defines ``add_parser(subparsers)`` and ``run(args) ->
+Output``: it parses flags into the workflow's arguments, makes one library call, writes the
+result and says what it wrote. Modules import the library inside ``run``, so ``-h`` answers
+without importing torch.
+
+``--json`` prints one schema for every command::
+
+    {"command": NAME, "artifacts": {ROLE: PATH, ...}, "sidecar": PATH | null, "summary": {...}}
+
+Exit codes: 0 done, 1 a user error (one line on stderr, naming the flag), 2 a usage error
+(argparse's convention; one line), 130 interrupted. ``-v`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -11,8 +19,11 @@ import argparse
 import importlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from .._version import __version__
 from ..errors import WeightspaceError
@@ -31,9 +42,19 @@ COMMANDS = (
 )
 
 
+@dataclass
+class Output:
+    """What a command wrote and its key numbers: the ``--json`` payload without the name."""
+
+    artifacts: dict[str, str]
+    summary: dict[str, Any]
+    sidecar: str | None = None
+    lines: list[str] = field(default_factory=list)  # the human-readable report
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 1 (argparse's own is exit 2)
-        self.exit(1, f"{self.prog}: error: {message}\n")
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's convention)
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,27 +98,69 @@ def show_progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "no_progress", False) and sys.stderr.isatty()
 
 
+def _flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """Python argument name -> the flag that sets it, for this command."""
+    sub = parser._subparsers._group_actions[0].choices[args.command]  # the command's parser
+    names: dict[str, str] = {}
+    for action in sub._actions:
+        if action.option_strings:
+            flag = max(action.option_strings, key=len)
+            names.setdefault(action.dest, flag)
+        elif action.dest != "help":
+            names.setdefault(action.dest, action.dest.upper())
+    names.update(getattr(args, "flag_names", {}))
+    return names
+
+
+def translate(message: str, flags: dict[str, str]) -> str:
+    """A library message names Python arguments (``at: ...``, ``at=...``); the CLI names the
+    flags (``--at: ...``)."""
+    m = re.match(r"^([A-Za-z_][\w.]*)(?=[:( ])", message)
+    if m and m.group(1) in flags:
+        message = flags[m.group(1)] + message[m.end() :]
+    for name, flag in flags.items():  # "overwrite=True" -> "--overwrite", "steps='order'" ->
+        word = rf"(?<![\w-]){re.escape(name)}"  # "--steps order"
+        message = re.sub(rf"{word}=True\b", flag, message)
+        message = re.sub(rf"{word}='([^']*)'", rf"{flag} \1", message)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # -h, --version (0) and usage errors (2): a code, not an exit
+        return int(e.code or 0)
     if args.command is None:
         parser.print_help()
-        return 1
+        return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        summary = args.func(args)
-    except (WeightspaceError, FileNotFoundError, PermissionError) as e:
+        out: Output = args.func(args)
+    except (WeightspaceError, OSError) as e:
         if args.verbose:
             raise
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"weightspace {args.command}: error: {msg}", file=sys.stderr)
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, OSError) and not isinstance(e, WeightspaceError):
+            text = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else text
+        print(f"weightspace {args.command}: error: {translate(text, _flags(parser, args))}",
+              file=sys.stderr)  # fmt: skip
         return 1
     except KeyboardInterrupt:
         print(f"weightspace {args.command}: interrupted", file=sys.stderr)
         return 130
     if args.json:
-        print(json.dumps(summary, indent=2, default=str))
+        payload = {
+            "command": args.command,
+            "artifacts": out.artifacts,
+            "sidecar": out.sidecar,
+            "summary": out.summary,
+        }
+        print(json.dumps(payload, indent=2, default=str))
+    else:
+        for line in out.lines:
+            print(line)
     return 0

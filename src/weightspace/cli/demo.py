@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from ..demo import run_demo
-from . import add_command, show_progress
+from . import Output, add_command, show_progress
+
+__all__ = ["add_parser", "run"]
 
 EXAMPLES = """
   weightspace demo                 # full demo into ./demo-out (a few minutes on a laptop CPU)
@@ -25,12 +25,18 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    summary = run_demo(
+def run(args: argparse.Namespace) -> Output:
+    from ..workflows import run_demo
+
+    demo = run_demo(
         args.out, quick=args.quick, overwrite=args.overwrite, progress=show_progress(args)
     )
-    if not args.json:
-        for stage, seconds in summary["timings"].items():
-            print(f"{stage:<14} {seconds:7.1f} s")
-        print(f"report: {summary['report']}")
-    return summary
+    artifacts = {
+        "report": str(demo.report),
+        "artifacts": str(demo.artifacts),
+        **{f"run:{name}": str(path) for name, path in demo.runs.items()},
+    }
+    summary = {"timings": demo.timings, "notes": list(demo.notes)}
+    lines = [f"{stage:<14} {seconds:7.1f} s" for stage, seconds in demo.timings.items()]
+    lines.append(f"report: {demo.report}")
+    return Output(artifacts, summary, None, lines)

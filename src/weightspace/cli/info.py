@@ -6,10 +6,9 @@ import argparse
 import math
 from typing import Any
 
-import numpy as np
+from . import Output, add_command
 
-from ..trajectory import Trajectory
-from . import add_command
+__all__ = ["add_parser", "run"]
 
 EXAMPLES = """
   weightspace info runs/sgd
@@ -25,8 +24,10 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def summarize(traj: Trajectory) -> dict[str, Any]:
+def summarize(traj) -> dict[str, Any]:
     """Facts about a run, JSON-serialisable."""
+    import numpy as np
+
     metrics = {}
     for name, values in traj.metrics.items():
         finite = values[np.isfinite(values)]
@@ -65,29 +66,28 @@ def _size(n: int) -> str:
     return f"{n / 1024**k:.1f} {['B', 'KiB', 'MiB', 'GiB'][k]}"
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> Output:
+    from ..trajectory import Trajectory
+
     s = summarize(Trajectory.load(args.run))
-    if not args.json:
-        st = s["steps"]
-        print(f"run        {s['run']}")
-        print(
-            f"snapshots  {s['snapshots']} (steps {st['first']}..{st['last']}, every {st['every']})"
+    st = s["steps"]
+    lines = [
+        f"run        {s['run']}",
+        f"snapshots  {s['snapshots']} (steps {st['first']}..{st['last']}, every {st['every']})",
+        f"parameters {s['parameters']:,} in {s['tensors']} tensors, stored as {s['storage_dtype']}",
+    ]
+    b = s["buffers"]
+    if b is None:
+        lines.append("buffers    not recorded (format 1): eval-mode analyses use the problem's")
+    elif b["tensors"]:
+        lines.append(
+            f"buffers    {b['values']:,} values in {b['tensors']} tensors, at every snapshot"
         )
-        print(
-            f"parameters {s['parameters']:,} in {s['tensors']} tensors, "
-            f"stored as {s['storage_dtype']}"
+    lines.append(f"on disk    {_size(s['bytes_on_disk'])}")
+    for name, m in s["metrics"].items():
+        lines.append(
+            f"{name:<10} first {m['first']:.4g}  last {m['last']:.4g}  "
+            f"min {m['min']:.4g}  max {m['max']:.4g}"
         )
-        b = s["buffers"]
-        if b is None:
-            print("buffers    not recorded (format 1): eval-mode analyses use the problem's")
-        elif b["tensors"]:
-            print(f"buffers    {b['values']:,} values in {b['tensors']} tensors, at every snapshot")
-        print(f"on disk    {_size(s['bytes_on_disk'])}")
-        for name, m in s["metrics"].items():
-            print(
-                f"{name:<10} first {m['first']:.4g}  last {m['last']:.4g}  "
-                f"min {m['min']:.4g}  max {m['max']:.4g}"
-            )
-        for k, v in s["metadata"].items():
-            print(f"  {k}: {v}")
-    return s
+    lines += [f"  {k}: {v}" for k, v in s["metadata"].items()]
+    return Output({"run": s["run"]}, s, s["run"] + "/run.json", lines)

@@ -3,27 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-import numpy as np
-import torch
+from . import Output, _options, add_command, show_progress
 
-from .. import parallel
-from ..buffers import at_snapshot
-from ..directions import interpolation_directions, load_directions, random_directions
-from ..errors import WeightspaceError
-from ..landscape import evaluate_line, grid_axis, save_line
-from ..trajectory import Trajectory
-from . import add_command
-from .record import parse_run_step
-from .surface import (
-    add_engine_options,
-    build_objective,
-    data_record,
-    engine_options,
-    normalization,
-    out_base,
-)
+__all__ = ["add_parser", "run"]
 
 EXAMPLES = """
   weightspace line --problem digits-cnn runs/sgd -o out/init-to-final      # Goodfellow et al.
@@ -41,9 +24,18 @@ def add_parser(sub) -> None:
         EXAMPLES,
     )
     p.add_argument(
-        "run", help="RUN[:STEP]; start point (default: first snapshot, or last with --to)"
+        "run",
+        type=_options.run_point,
+        metavar="RUN[:STEP]",
+        help="start point (default: the first snapshot, or the last with --to or a direction)",
     )
-    p.add_argument("--to", metavar="RUN2[:STEP]", help="end point (default: RUN's last snapshot)")
+    p.add_argument(
+        "--to",
+        type=_options.run_point,
+        metavar="RUN2[:STEP]",
+        help="end point (default: RUN's last snapshot)",
+    )
+    p.add_argument("-o", "--out", required=True, help="result path (OUT.npz + OUT.json)")
     p.add_argument(
         "--direction",
         default="interp",
@@ -53,98 +45,68 @@ def add_parser(sub) -> None:
         "--alphas",
         nargs=2,
         type=float,
-        default=None,
         metavar=("LO", "HI"),
         help="range of alpha (default -0.5 1.5 for interp, -1 1 otherwise)",
     )
-    p.add_argument("--points", type=int, default=41, help="points on the line (default 41)")
-    add_engine_options(p)
-    p.set_defaults(func=run)
+    p.add_argument(
+        "--points", type=_options.positive_int, default=41, help="points on the line (default 41)"
+    )
+    _options.add_directions(p)
+    _options.add_point_state(p, "the ends' recorded statistics, interpolated between them")
+    _options.add_objective(p)
+    _options.add_engine(p)
+    p.set_defaults(func=run, flag_names={"start": "RUN", "end": "--to", "alphas": "--alphas"})
 
 
-def _point(
-    spec: str, dtype: torch.dtype, device, default: int
-) -> tuple[torch.Tensor, dict, Trajectory, int]:
-    path, step = parse_run_step(spec)
-    traj = Trajectory.load(path)
-    i = default if step is None else traj.index_of(step)
-    i %= len(traj)
-    info = {"run": str(traj.path), "step": int(traj.steps[i])}
-    return traj.theta(i, dtype=dtype, device=device), info, traj, i
+def run(args: argparse.Namespace) -> Output:
+    import numpy as np
 
+    from .. import parallel
+    from ..results import save
+    from ..workflows import line_between
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    kind = args.direction
-    lo, hi = args.alphas or ((-0.5, 1.5) if kind == "interp" else (-1.0, 1.0))
-    alphas = grid_axis(lo, hi, args.points, "--alphas")
-    dtype = getattr(torch, args.dtype)
-    start_spec = args.run
-    start_traj = Trajectory.load(parse_run_step(start_spec)[0])
-    trajs = [start_traj]
-    if args.to:
-        trajs.append(Trajectory.load(parse_run_step(args.to)[0]))
-    obj = build_objective(args, trajs)
-    default_start = -1 if (args.to or kind != "interp") else 0
-    start, s_info, s_traj, s_i = _point(start_spec, dtype, obj.device, default_start)
-    obj = at_snapshot(obj, s_traj, s_i)  # the start's buffers (BatchNorm statistics)
-    points = {"start": s_info}
-    end_buffers = None
-    norm, ignore = normalization(args, "random" if kind == "random" else "other")
-    if kind == "interp":
-        end_spec = args.to or parse_run_step(start_spec)[0]
-        end, points["end"], e_traj, e_i = _point(end_spec, dtype, obj.device, -1)
-        direction = interpolation_directions(start, end)
-        if len(obj.buffer_layout) and e_traj.records_buffers:
-            end_buffers = e_traj.buffers(e_i)
-    elif kind == "random":
-        direction = random_directions(
-            start, obj.layout, 1, normalization=norm, ignore=ignore, seed=args.seed
-        )
-    elif kind.endswith(".npy"):
-        direction = load_directions(
-            kind, theta=start, layout=obj.layout, normalization=norm, ignore=ignore
-        )
-    else:
-        raise WeightspaceError(f"--direction: expected interp, random or a FILE.npy, got {kind!r}")
-    meta = {**data_record(args, obj), "direction": direction.describe(), "points": points}
-    base = out_base(args.out)
-    line = evaluate_line(
+    progress = show_progress(args)
+    obj = _options.objective(args)
+    base = _options.result_base(args.out)
+    line = line_between(
         obj,
-        start,
-        direction[0],
-        alphas,
-        metadata=meta,
+        _options.point_arg(args.run),
+        None if args.to is None else _options.point_arg(args.to),
+        direction=args.direction,
+        alphas=None if args.alphas is None else tuple(args.alphas),
+        points=args.points,
+        seed=args.seed,
+        normalization=args.normalization,
+        ignore=None if args.ignore == "none" else args.ignore,
+        dtype=_options.compute_dtype(args),
+        engine=_options.engine(args, progress),
+        recompute_bn=args.recompute_bn,
         checkpoint=base,
         resume=args.resume,
-        keep_checkpoint=True,
-        end_buffers=end_buffers,
-        recompute_bn=args.recompute_bn,
-        **engine_options(args),
+        metadata=_options.problem_record(args, obj),
     )
-    npz = base.with_name(base.name + ".npz")
     with parallel.rank_zero_writes() as writer:
-        if writer:
-            npz = save_line(line, base)
-            parallel.remove_partials(base, all_ranks=True)
-    if not parallel.is_rank_zero():
-        args.json = False  # one summary, from rank 0
+        npz = save(line, base) if writer else base.with_name(base.name + ".npz")
     v = line.values
+    finite = np.isfinite(v).any()
     summary = {
-        "line": str(npz),
-        "metadata": str(npz.with_suffix(".json")),
-        "points": len(alphas),
-        "alphas": [float(alphas[0]), float(alphas[-1])],
-        "min_loss": float(np.nanmin(v)) if np.isfinite(v).any() else None,
-        "max_loss": float(np.nanmax(v)) if np.isfinite(v).any() else None,
+        "points": len(line.alphas),
+        "alphas": [float(line.alphas[0]), float(line.alphas[-1])],
+        "min_loss": float(np.nanmin(v)) if finite else None,
+        "max_loss": float(np.nanmax(v)) if finite else None,
         "barrier": line.barrier,
         "monotonic": line.monotonic,
         "n_nonfinite": line.n_nonfinite,
         "seconds": line.metadata["engine"]["seconds"],
     }
-    if not args.json and parallel.is_rank_zero():
-        print(
-            f"line of {summary['points']} points, loss {summary['min_loss']:.4g} .. "
-            f"{summary['max_loss']:.4g}, barrier {summary['barrier']:.4g}, monotonic "
-            f"{summary['monotonic']} -> {npz}"
+    lines = []
+    if parallel.is_rank_zero():
+        lo = f"{summary['min_loss']:.4g}" if finite else "nan"
+        hi = f"{summary['max_loss']:.4g}" if finite else "nan"
+        lines.append(
+            f"line of {summary['points']} points, loss {lo} .. {hi}, barrier "
+            f"{summary['barrier']:.4g}, monotonic {summary['monotonic']} -> {npz}"
         )
-    return summary
+    else:
+        args.json = False  # one summary, from rank 0
+    return Output({"line": str(npz)}, summary, str(npz.with_suffix(".json")), lines)

@@ -1,12 +1,12 @@
-"""``weightspace report``: one self-contained HTML page from runs and results."""
+"""``weightspace report``: one self-contained HTML page from results and runs."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from ..render.build import build_report
-from . import add_command
+from . import Output, add_command, show_progress
+
+__all__ = ["add_parser", "run"]
 
 EXAMPLES = """
   weightspace report runs/sgd runs/adam --artifacts out -o report.html
@@ -20,8 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("runs", nargs="*", help="run directories (same model)")
     p.add_argument(
         "--artifacts",
-        help="directory of results written by project, surface, "
-        "line and spectrum (searched recursively)",
+        help="directory of results written by project, surface, line and spectrum "
+        "(searched recursively)",
     )
     p.add_argument("-o", "--out", required=True, help="the .html file to write")
     p.add_argument("--title", default="weightspace report")
@@ -33,21 +33,18 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    summary = build_report(
-        args.runs,
+def run(args: argparse.Namespace) -> Output:
+    from ..workflows import report
+
+    summary = report(
         args.out,
+        runs=args.runs,
         artifacts=args.artifacts,
         title=args.title,
         animations=not args.no_animations,
+        progress=show_progress(args),
     )
-    if not args.json:
-        print(f"report: {summary.path}")
-        for note in summary.notes:
-            print(f"note: {note}")
-    return {
-        "report": str(summary.path),
-        "results": summary.results,
-        "files": summary.files,
-        "notes": summary.notes,
-    }
+    files = {f"file{k}": f for k, f in enumerate(summary.files)}
+    out = {"results": summary.results, "notes": summary.notes}
+    lines = [f"report: {summary.path}", *(f"note: {n}" for n in summary.notes)]
+    return Output({"report": str(summary.path), **files}, out, None, lines)

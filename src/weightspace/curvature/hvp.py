@@ -2,45 +2,48 @@
 
 ``H v = Σ_b (N_b/N) H_b v`` over the evaluation batches, exactly the weighting of the mean
 loss (GradVis and Li et al. sum over batches; hessian-eigenthings averages unweighted).
-Products are forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``, Pearlmutter
-1994) or double backward. Both reuse each batch's first pass: the gradient graph is kept
-(cheap to build) and, once enough products were asked for to pay for tracing it, each
-batch is linearised with ``torch.func.linearize`` (cheaper products; see
-``benchmarks/results/hessian.txt``). Modules without forward-mode support stay on double
-backward. When many products are announced, a small first layer can be split off
-(:mod:`weightspace.curvature.split`): its columns are computed once and each product then
-differentiates only the other tensors.
+Products take one route, fixed at construction: forward-over-reverse (``torch.func.jvp`` of
+``torch.func.grad``, Pearlmutter 1994; with ``cache``, each batch linearised once by
+``torch.func.linearize``) or double backward (with ``cache``, each batch's gradient graph
+kept). The operator is pure: the same vector gives the same product (bitwise) on every call
+and in any order of calls. Choosing the route, or splitting a first layer off
+(:class:`~weightspace.curvature.split.SplitHessianOperator`), is a policy that times things:
+it lives in :func:`~weightspace.curvature.plan.plan_hessian`.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
-from torch.func import grad, jvp, linearize, vmap
+from torch.func import grad, jvp, vmap
 
+from ..checks import one_of
 from ..errors import WeightspaceError
-from ..layout import NameFilter, ParamLayout, _name_predicate
+from ..layout import NameFilter
 from ..objective import Objective
-from . import split as _split
-from .split import BlockSplit
+from ._autodiff import checked_linearize, named_loss, sub_layout, values_of
+from .protocol import Operator, check_vectors
 
-log = logging.getLogger(__name__)
+__all__ = ["ForwardModeError", "HessianOperator"]
 
-Method = Literal["auto", "forward", "double-backward"]
-METHODS = ("auto", "forward", "double-backward")
+Method = Literal["forward", "double-backward"]
+METHODS = ("forward", "double-backward")
 
 
-class HessianOperator:
+class ForwardModeError(WeightspaceError):
+    """``method="forward"`` on a model that has no forward-mode AD rule somewhere."""
+
+
+class HessianOperator(Operator):
     """The Hessian of ``objective`` at ``theta`` as a symmetric ``(m, m)`` linear operator.
 
     Anything with ``@``, ``.shape``, ``.dtype`` and ``.device`` (a dense ``torch`` matrix
     too) works with :func:`~weightspace.top_eigenpairs`, :func:`~weightspace.spectral_density`
     and :func:`~weightspace.hutchinson_trace`; this is the one that never forms the matrix.
+    To let the number of products choose the route (and split a first layer off), use
+    :func:`~weightspace.curvature.plan_hessian`.
 
     Args:
         objective: the mean loss ``θ -> Σ_b (N_b/N)·L_b(θ)``.
@@ -49,48 +52,41 @@ class HessianOperator:
             patterns or predicate (per-layer spectra); the others stay at ``theta``'s
             values. The operator then has ``m < n`` rows, ordered as in the layout.
         dtype: compute dtype (``torch.float64`` for accuracy); default ``theta``'s.
-        method: ``"forward"`` (forward-over-reverse; with ``cache``, each batch linearised
-            once by ``torch.func.linearize``), ``"double-backward"`` (with ``cache``, each
-            batch's gradient graph kept), or ``"auto"``: the kept gradient graph for the first
-            ``linearize_after`` products (or until :meth:`expect` announces at least as many),
-            then linearised forward-over-reverse (on the digits CNN tracing
-            costs about 15 products and later products are 10-35% cheaper; see
-            ``benchmarks/results/hessian.txt``), falling back to double backward for modules
-            without forward-mode AD. Without ``cache``, ``"auto"`` is forward-over-reverse.
+        method: ``"double-backward"`` (default; with ``cache`` each batch's gradient graph
+            is kept: cheap to build, works on every model) or ``"forward"``
+            (forward-over-reverse; with ``cache`` each batch is linearised once, which costs
+            about 15 products on the digits CNN and makes later products 10-35% cheaper;
+            see ``benchmarks/results/hessian.txt``). A model without forward-mode AD makes
+            ``"forward"`` products raise :class:`ForwardModeError`.
         cache: keep each batch's first pass (graph or linearisation) in memory and reuse it
             for every product; ``False`` recomputes it each time (half the speed).
-        linearize_after: products before ``"auto"`` linearises (see ``method``).
-        vectorize: in :meth:`matmat`, push all columns through one ``torch.func.vmap``
-            pass instead of a loop; default on CUDA only (on CPU the loop is faster).
-        split: split a block of tensors ``B`` off the products
-            (:mod:`weightspace.curvature.split`): compute the columns ``H[:, B]`` once (one
-            product per coordinate), then differentiate only the other tensors in every
-            product; exact, and cheaper when ``B`` is small but costly to differentiate (a
-            first layer: it skips the input gradient of the layer above). ``"auto"``: the
-            tensors of the first module of the forward pass, when the products announced by
-            :meth:`expect` pay for the columns at the measured cost of one product each way
-            (SLQ on the digits CNN: yes; a few dozen products: never) and the ``(m, b)``
-            columns fit in 1 GiB; a name pattern, list or predicate: that block, always;
-            ``None``: never.
-        progress: show a progress bar while the split's columns are computed.
+        vectorize: push the columns of :meth:`matmat` through one ``torch.func.vmap`` of
+            forward-over-reverse per batch instead of a loop (forward route only); default
+            on CUDA (on CPU the loop is faster). Its products are then those of that batched
+            kernel: the same for the same matrix on every call, but a column may differ in
+            the last bits from :meth:`matvec` of it. Without it, :meth:`matmat` is
+            :meth:`matvec` column by column, bitwise.
+        progress: show a progress bar in :meth:`to_dense` (and while a split's columns are
+            computed).
         check: evaluate the objective at ``theta`` twice first and raise on a non-finite
             or non-deterministic loss (see :meth:`~weightspace.Objective.check`).
 
     Attributes:
-        shape: ``(m, m)``. dtype, device: of the products.
+        shape: ``(m, m)``. dtype, device: of the products. method: the route.
         layout: the :class:`~weightspace.ParamLayout` of the ``m`` coordinates.
-        loss: the objective at ``theta`` (NaN when ``check=False``).
+        theta: ``(n,)`` the point, in ``dtype``. loss: the objective there (NaN when
+            ``check=False``).
         n_matvecs: Hessian-vector products computed so far (a matmat of k columns counts k).
         n_checks: products spent checking each linearisation against a fresh product (3 per
             batch): ``torch.func.linearize`` of some losses is stateful (BCEWithLogitsLoss
-            in torch 2.13); a failed check falls back to an uncached route. Also the products
-            spent timing an automatic ``split``.
-        split: the names of the tensors split off (see ``split`` above), or ``None``.
+            in torch 2.13); such a batch then takes uncached forward products.
+        linearize_failed: whether some batch's linearisation failed that check.
+        plan: the decision of :func:`~weightspace.curvature.plan_hessian` when it built
+            this operator (recorded in :attr:`metadata`), else ``None``.
 
     Raises:
-        WeightspaceError: bad ``theta``, an ``include`` that matches nothing, a ``split``
-            that matches none or all of its tensors, a non-finite or non-deterministic loss at
-            ``theta``.
+        WeightspaceError: bad ``theta``, ``method`` or ``dtype``, an ``include`` that
+            matches nothing, a non-finite or non-deterministic loss at ``theta``.
 
     Example:
         >>> import weightspace as ws
@@ -110,11 +106,9 @@ class HessianOperator:
         *,
         include: NameFilter = None,
         dtype: torch.dtype | None = None,
-        method: Method = "auto",
+        method: Method = "double-backward",
         cache: bool = True,
-        linearize_after: int = 128,
         vectorize: bool | None = None,
-        split: NameFilter | Literal["auto"] = "auto",
         progress: bool = False,
         check: bool = True,
     ) -> None:
@@ -123,222 +117,143 @@ class HessianOperator:
                 f"objective: expected a weightspace Objective, got {type(objective).__name__}; "
                 "build one with ws.Objective(problem)"
             )
-        if method not in METHODS:
-            raise WeightspaceError(f"method: expected one of {METHODS}, got {method!r}")
-        if isinstance(linearize_after, bool) or not isinstance(linearize_after, int):
-            raise WeightspaceError(f"linearize_after: expected an integer, got {linearize_after!r}")
-        n = objective.layout.numel
-        theta = objective.theta0 if theta is None else theta
-        if not isinstance(theta, torch.Tensor) or theta.shape != (n,):
-            got = tuple(theta.shape) if isinstance(theta, torch.Tensor) else type(theta).__name__
-            raise WeightspaceError(
-                f"theta: expected a flat tensor of shape ({n},) in the objective's layout, got "
-                f"{got}; flatten it with objective.layout.flatten(...)"
-            )
+        self.method: str = one_of(method, METHODS, "method")
+        theta = _check_theta(objective, theta)
         dtype = theta.dtype if dtype is None else dtype
-        if not dtype.is_floating_point:
-            raise WeightspaceError(f"dtype: expected a floating dtype, got {dtype}")
-        self.objective = objective
-        self.dtype = dtype
-        self.device = objective.device
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise WeightspaceError(f"dtype: expected a floating torch dtype, got {dtype}")
+        self.objective, self.dtype, self.device = objective, dtype, objective.device
         self.theta = theta.detach().to(device=self.device, dtype=dtype).clone()
-        self.layout = _subset(objective.layout, include)
         self.include = include
-        m = self.layout.numel
-        self.shape = (m, m)
-        self.cache = bool(cache)
+        self.layout = sub_layout(objective.layout, include)
+        self.shape = (self.layout.numel, self.layout.numel)
+        self.cache, self.progress = bool(cache), bool(progress)
         self.vectorize = self.device.type == "cuda" if vectorize is None else bool(vectorize)
-        self.n_matvecs = 0
-        self.n_checks = 0
-        self.progress = bool(progress)
-        self._split: BlockSplit | None = None
-        self._split_spec = split
-        self._auto_block: tuple[str, ...] | None = None
-        self._split_block = None if split in ("auto", None) else _split.named_block(self, split)
-        self._split_decided = split is None
-        self.linearize_after = int(linearize_after)
-        self._linearize_failed = self._forward_failed = False
-        self._method, self._route = method, "auto"
-        self._expected = 0
-        self._u0 = self._values(self.layout.names)
-        self._weights = [float(w) for w in objective.batch_weights]
-        self._graphs: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
-        self._linear: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
+        self.n_matvecs = self.n_checks = 0
+        self.linearize_failed = False
+        self.plan: dict[str, Any] | None = None
+        self._u0 = values_of(objective.layout, self.theta, self.layout.names)
+        self._products: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
         at_model = theta is objective.theta0 and dtype == theta.dtype
         if check:  # at the model's own parameters this also compares with the model's loss
             self.loss = float(objective.check(None if at_model else self.theta))
         else:
             self.loss = float("nan")
 
-    # ------------------------------------------------------------------ coordinates
-    def _values(self, names: Sequence[str]) -> torch.Tensor:
-        """The flat values at ``theta`` of the tensors ``names``, in that order."""
-        if list(names) == list(self.objective.layout.names):
-            return self.theta
-        full = self.objective.layout.unflatten(self.theta)
-        return torch.cat([full[n].reshape(-1) for n in names])
-
-    def _named_loss(self, b: int, *groups: Sequence[str]) -> Callable[..., torch.Tensor]:
-        """``(u_1, ..., u_k) -> w_b·L_b``, each ``u_i`` the flat values of the tensors named in
-        ``groups[i]``; every other parameter is held at ``theta`` as a constant, so autograd
-        skips the work only its derivative would need (e.g. the input gradient of the layer
-        above a held layer)."""
-        layout = self.objective.layout
-        fixed = layout.unflatten(self.theta)
-        shapes = dict(zip(layout.names, layout.shapes))
-        sizes = [[math.prod(shapes[n]) for n in names] for names in groups]
-        w = self._weights[b]
-
-        def loss(*us: torch.Tensor) -> torch.Tensor:
-            named = dict(fixed)
-            for names, size, u in zip(groups, sizes, us):
-                named.update({n: x.view(shapes[n]) for n, x in zip(names, u.split(size))})
-            return self.objective.batch_loss(named, b) * w
-
-        return loss
-
+    # ------------------------------------------------------------------ one batch
     def _loss(self, b: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        return self._named_loss(b, self.layout.names)
+        return named_loss(self.objective, self.theta, b, self.layout.names)
 
-    # ------------------------------------------------------------------ products
-    @property
-    def method(self) -> str:
-        """The route of the latest product: ``"forward"`` or ``"double-backward"``
-        (``"auto"`` before the first product)."""
-        return self._route
+    def _product(self, b: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``x -> w_b H_b x`` for batch ``b`` (built once when ``cache``)."""
+        if b in self._products:
+            return self._products[b]
+        product = self._forward(b) if self.method == "forward" else self._double_backward(b)
+        if self.cache:
+            self._products[b] = product
+        return product
 
-    def _batch_hvp(self, b: int, v: torch.Tensor) -> torch.Tensor:
-        if self._method == "double-backward":
-            return self._double_backward(b, v)
-        if self._method == "forward":
-            return self._forward(b, v)
-        # auto: with a cache, keep the gradient graph (cheap to build) until enough products
-        # were asked for to pay for tracing a linearisation; without one, forward-over-reverse
-        planned = max(self.n_matvecs, self._expected)
-        wants_forward = not self.cache or planned >= self.linearize_after
-        if wants_forward and not self._forward_failed:
-            try:
-                return self._forward(b, v)
-            except (RuntimeError, NotImplementedError) as e:
-                log.warning("forward-mode AD failed (%s); using double backward", e)
-                self._forward_failed = True
-        return self._double_backward(b, v)
-
-    def _forward(self, b: int, v: torch.Tensor) -> torch.Tensor:
-        self._route = "forward"
-        if not self.cache or self._linearize_failed:
-            return jvp(grad(self._loss(b)), (self._u0,), (v,))[1]
-        if b not in self._linear:
-            product = checked_linearize(grad(self._loss(b)), self._u0, seed=b)
+    def _forward(self, b: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        g = grad(self._loss(b))
+        if self.cache:
+            product = _forward_mode(lambda: checked_linearize(g, self._u0, seed=b))
             self.n_checks += 3
-            if product is None:
-                self._linearize_failed = True
-                if self._method == "auto":  # the kept gradient graph is the faster fallback
-                    self._forward_failed = True
-                    return self._double_backward(b, v)
-                return jvp(grad(self._loss(b)), (self._u0,), (v,))[1]
-            self._linear[b] = product
-            self._graphs.pop(b, None)  # free the gradient graph this replaces
-        return self._linear[b](v)
+            if product is not None:
+                return product
+            self.linearize_failed = True  # this batch: uncached products
+        return lambda x: _forward_mode(lambda: jvp(g, (self._u0,), (x,))[1])
 
-    def _double_backward(self, b: int, v: torch.Tensor) -> torch.Tensor:
-        self._route = "double-backward"
-        if b in self._graphs:
-            return self._graphs[b](v)
+    def _double_backward(self, b: int) -> Callable[[torch.Tensor], torch.Tensor]:
         u = self._u0.detach().clone().requires_grad_(True)
         (g,) = torch.autograd.grad(self._loss(b)(u), u, create_graph=True)
+        keep = self.cache
 
         def product(x: torch.Tensor) -> torch.Tensor:
             if not g.requires_grad:  # the loss is linear in u: zero Hessian
                 return torch.zeros_like(x)
-            (hv,) = torch.autograd.grad(g, u, x, retain_graph=self.cache, allow_unused=True)
+            (hv,) = torch.autograd.grad(g, u, x, retain_graph=keep, allow_unused=True)
             return torch.zeros_like(x) if hv is None else hv
 
-        if self.cache:
-            self._graphs[b] = product
-        return product(v)
+        return product
 
-    def _check_input(self, x: Any, ndim: int, what: str) -> torch.Tensor:
-        m = self.shape[0]
-        if not isinstance(x, torch.Tensor) or x.ndim != ndim or x.shape[0] != m:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            want = f"({m},)" if ndim == 1 else f"({m}, k)"
-            raise WeightspaceError(f"{what}: expected a tensor of shape {want}, got {got}")
-        return x.detach().to(device=self.device, dtype=self.dtype)
+    def batch_matvec(self, b: int, v: torch.Tensor) -> torch.Tensor:
+        """``(N_b/N)·H_b v``: the term of batch ``b`` in ``H v`` (``v: (m,)``), by the
+        operator's route; not counted in :attr:`n_matvecs`."""
+        if isinstance(b, bool) or not isinstance(b, int) or not 0 <= b < self.objective.n_batches:
+            raise WeightspaceError(
+                f"b: expected a batch index in 0..{self.objective.n_batches - 1}, got {b!r}"
+            )
+        v = check_vectors(v, self.shape[0], 1, "v", dtype=self.dtype, device=self.device)
+        with torch.enable_grad():
+            return self._product(b)(v).detach()
+
+    # ------------------------------------------------------------------ products
+    def _vmapped(self, V: torch.Tensor) -> torch.Tensor:
+        """``H V`` through one ``vmap`` of forward-over-reverse per batch (uncached:
+        ``torch.func.linearize``'s graph does not always batch)."""
+        with torch.enable_grad():
+            out = None
+            for b in range(self.objective.n_batches):
+                g = grad(self._loss(b))
+                batched = vmap(lambda x, g=g: jvp(g, (self._u0,), (x,))[1], in_dims=1, out_dims=1)
+                hv = _forward_mode(lambda batched=batched: batched(V))
+                out = hv if out is None else out + hv
+        self.n_matvecs += V.shape[1]
+        return out.detach()
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """``H v`` for ``v: (m,)``; returns ``(m,)`` in the operator's dtype and device."""
-        v = self._check_input(v, 1, "v")
-        if self._prepare_split():
-            return self._split_product(v[:, None])[:, 0]
+        v = check_vectors(v, self.shape[0], 1, "v", dtype=self.dtype, device=self.device)
         with torch.enable_grad():
             out = None
-            for b in range(len(self._weights)):
-                hv = self._batch_hvp(b, v)
+            for b in range(self.objective.n_batches):
+                hv = self._product(b)(v)
                 out = hv if out is None else out + hv
         self.n_matvecs += 1
         return out.detach()
 
+    @property
+    def batches_columns(self) -> bool:
+        """Whether :meth:`matmat` pushes its columns through one ``vmap`` (``vectorize`` on
+        the forward route); otherwise it is :meth:`matvec` column by column."""
+        return self.vectorize and self.method == "forward"
+
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
         """``H V`` for ``V: (m, k)``; returns ``(m, k)``: k products per pass over the data."""
-        V = self._check_input(V, 2, "V")
-        if self._prepare_split():
-            return self._split_product(V)
-        k = V.shape[1]
-        if not self.vectorize or k == 1 or self._method == "double-backward":
-            return torch.stack([self.matvec(V[:, j]) for j in range(k)], dim=1)
-        self._route = "forward"
-        with torch.enable_grad():
-            out = None
-            for b in range(len(self._weights)):
-                fn = grad(self._loss(b))
-                hv = vmap(lambda x, fn=fn: jvp(fn, (self._u0,), (x,))[1], in_dims=1, out_dims=1)(V)
-                out = hv if out is None else out + hv
-        self.n_matvecs += k
-        return out.detach()
+        V = check_vectors(V, self.shape[0], 2, "V", dtype=self.dtype, device=self.device)
+        if self.batches_columns and V.shape[1] > 1:
+            return self._vmapped(V)
+        return torch.stack([self.matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
 
-    # ------------------------------------------------------------------ split
-    def _prepare_split(self) -> bool:
-        """Decide (once) whether to split a block off, build it if so; True when split."""
-        if not self._split_decided:
-            self._split_decided, self._split = _split.plan(self)
-        return self._split is not None
+    # ------------------------------------------------------------------ derived operators
+    def restrict(self, names: Sequence[str]) -> HessianOperator:
+        """The diagonal block ``H_SS`` over the tensors ``names`` (a subset of
+        ``layout.names``), same point and settings; the other tensors held at ``theta``."""
+        chosen = frozenset(names)
+        unknown = sorted(chosen - set(self.layout.names))
+        if unknown or not chosen:
+            raise WeightspaceError(
+                f"names: expected some of the operator's tensors {list(self.layout.names)}, "
+                f"got {sorted(chosen) if not unknown else unknown}"
+            )
+        return self._like(chosen.__contains__, self.method)  # exact names, not globs
 
-    def _split_product(self, V: torch.Tensor) -> torch.Tensor:
-        out = self._split.matmat(V)
-        self._route = self._split.rest.method
-        self.n_matvecs += V.shape[1]
+    def with_method(self, method: Method) -> HessianOperator:
+        """The same operator (point, tensors, settings, :attr:`loss`) by another route."""
+        return self._like(self.include, method)
+
+    def _like(self, include: NameFilter, method: Method) -> HessianOperator:
+        kw = {"dtype": self.dtype, "cache": self.cache, "vectorize": self.vectorize}
+        out = HessianOperator(
+            self.objective, self.theta, include=include, method=method, check=False, **kw
+        )
+        out.progress, out.loss = self.progress, self.loss
         return out
 
-    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(x, torch.Tensor) and x.ndim == 2:
-            return self.matmat(x)
-        return self.matvec(x)
-
-    def to_dense(self, chunk: int = 64) -> torch.Tensor:
-        """The full ``(m, m)`` matrix, ``chunk`` columns at a time (small ``m`` only)."""
-        m = self.shape[0]
-        eye = torch.eye(m, dtype=self.dtype, device=self.device)
-        cols = [self.matmat(eye[:, a : a + chunk]) for a in range(0, m, chunk)]
-        return torch.cat(cols, dim=1)
-
-    def expect(self, n_products: int) -> None:
-        """Announce ``n_products`` coming products (SLQ, trace): ``"auto"`` then linearises
-        from the first one when they are enough to pay for it (``>= linearize_after``)."""
-        self._expected = self.n_matvecs + int(n_products)
-
     def release(self) -> None:
-        """Drop the cached graphs and linearisations (frees memory; products still work;
-        a split keeps its columns)."""
-        self._graphs.clear()
-        self._linear.clear()
-        if self._split is not None:
-            self._split.rest.release()
-
-    @property
-    def split(self) -> tuple[str, ...] | None:
-        """The names of the tensors split off the products, or ``None``."""
-        return None if self._split is None else self._split.block
+        """Drop the cached graphs and linearisations (frees memory; products still work
+        and stay the same)."""
+        self._products.clear()
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -348,58 +263,41 @@ class HessianOperator:
             "operator": "hessian",
             "n": self.shape[0],
             "dtype": str(self.dtype).removeprefix("torch."),
-            "hvp_method": self._method,
-            "hvp_route": self._route,
+            "hvp_method": self.method,
+            "hvp_cache": self.cache,
             "include": None if self.include is None else str(self.include),
-            "hvp_split": None if self._split is None else list(self._split.block),
+            "hvp_split": None,
             "parameters": list(self.layout.names),
             "loss_at_theta": self.loss,
+            **({"hvp_plan": self.plan} if self.plan is not None else {}),
         }
 
     def __repr__(self) -> str:
         return (
             f"HessianOperator(shape={self.shape}, dtype={self.dtype}, device={self.device}, "
-            f"method={self._method!r}, n_matvecs={self.n_matvecs})"
+            f"method={self.method!r}, n_matvecs={self.n_matvecs})"
         )
 
 
-def checked_linearize(
-    fn: Callable[[torch.Tensor], torch.Tensor], primal: torch.Tensor, *, seed: int = 0
-) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """``torch.func.linearize(fn, primal)``'s product, checked twice against a fresh
-    ``jvp`` at a random tangent (3 products), or ``None`` when they disagree: the linearised
-    graph of some losses is stateful (``BCEWithLogitsLoss`` in torch 2.13 changes its answer
-    call by call)."""
-    with warnings.catch_warnings():  # torch's tracing notes, not the user's business
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        _, product = linearize(fn, primal)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(primal.shape, generator=g, dtype=torch.float64).to(primal)
-    ref = jvp(fn, (primal,), (x,))[1]
-    tol = 1e4 * torch.finfo(primal.dtype).eps * float(ref.abs().max()) + 1e-30
-    if all(float((product(x) - ref).abs().max()) <= tol for _ in range(2)):
-        return product
-    log.warning(
-        "torch.func.linearize gave inconsistent products for this model and loss; not caching it"
-    )
-    return None
-
-
-def _subset(layout: ParamLayout, include: NameFilter) -> ParamLayout:
-    """The sub-layout of the tensors selected by ``include``, in layout order."""
-    if include is None:
-        return layout
-    keep = _name_predicate(include)
-    chosen = [keep(name) for name in layout.names]
-    if not any(chosen):
-        shown = ", ".join(layout.names[:4]) + (", ..." if len(layout.names) > 4 else "")
+def _check_theta(objective: Objective, theta: torch.Tensor | None) -> torch.Tensor:
+    n = objective.layout.numel
+    theta = objective.theta0 if theta is None else theta
+    if not isinstance(theta, torch.Tensor) or theta.shape != (n,):
+        got = tuple(theta.shape) if isinstance(theta, torch.Tensor) else type(theta).__name__
         raise WeightspaceError(
-            f"include={include!r} matched no parameter of the layout ({shown}); check the "
-            "pattern against model.named_parameters()"
+            f"theta: expected a flat tensor of shape ({n},) in the objective's layout, got "
+            f"{got}; flatten it with objective.layout.flatten(...)"
         )
-    return ParamLayout(
-        tuple(n for n, c in zip(layout.names, chosen) if c),
-        tuple(s for s, c in zip(layout.shapes, chosen) if c),
-        layout.dtype,
-    )
+    return theta
+
+
+def _forward_mode(fn: Callable[[], Any]) -> Any:
+    """``fn()``, with forward-mode AD failures turned into one-line :class:`ForwardModeError`."""
+    try:
+        return fn()
+    except (RuntimeError, NotImplementedError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ForwardModeError(
+            f"method='forward': forward-mode AD failed on this model ({reason}); use "
+            "method='double-backward', or plan_hessian, which falls back to it by itself"
+        ) from e

@@ -11,10 +11,7 @@ comparison; see ``benchmarks/results/hessian.txt``).
 from __future__ import annotations
 
 import logging
-import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -23,8 +20,10 @@ from tqdm.auto import tqdm
 
 from ..checks import Seed, as_generator, positive_int
 from ..errors import WeightspaceError
-from ..store import save_array
+from ._krylov import breakdown_threshold, orthogonalize
 from .protocol import apply, check_operator, random_vectors
+
+__all__ = ["Eigenpairs", "default_basis", "top_eigenpairs"]
 
 log = logging.getLogger(__name__)
 
@@ -59,29 +58,6 @@ class Eigenpairs:
     method: str
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def save_directions(self, path: str | os.PathLike, rows: int | None = 2) -> Path:
-        """Write the first ``rows`` eigenvectors as a float32 ``.npy`` of shape ``(rows, n)``.
-
-        The file is what ``weightspace surface --directions FILE.npy`` takes (two rows).
-        """
-        k = len(self.eigenvalues)
-        rows = k if rows is None else rows
-        if not 1 <= rows <= k:
-            raise WeightspaceError(f"rows: expected 1..{k} (the eigenpairs computed), got {rows}")
-        path = Path(path)
-        array = self.eigenvectors[:rows].detach().to("cpu", torch.float32).numpy()
-        save_array(path, array)
-        return path
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """The values as numpy arrays, for :func:`weightspace.save_result`."""
-        return {
-            "eigenvalues": self.eigenvalues.numpy(),
-            "eigenvectors": self.eigenvectors.detach().cpu().numpy(),
-            "residuals": self.residuals.numpy(),
-            "converged": self.converged.numpy(),
-        }
-
 
 def _wanted(theta: torch.Tensor, k: int, which: Which) -> torch.Tensor:
     order = torch.argsort(theta, descending=True)
@@ -115,20 +91,16 @@ def _orthonormalize(
     Q = torch.zeros_like(W)
     R = torch.zeros(b, b, dtype=torch.float64)
     for i in range(b):
-        w, prev = W[i], torch.cat([basis, Q[:i]])
-        for _ in range(2):
-            c = Q[:i] @ w
-            w = w - Q[:i].T @ c
-            R[:i, i] += c.to(torch.float64).cpu()
+        w, c = orthogonalize(W[i : i + 1], Q[:i])
+        R[:i, i] += c[0].to(torch.float64).cpu()
         r = float(w.norm())
         if r <= thresh:
-            w = random_vectors(n, 1, gen, dtype=W.dtype, device=W.device).squeeze(1)
-            for _ in range(2):
-                w = w - prev.T @ (prev @ w)
+            w = random_vectors(n, 1, gen, dtype=W.dtype, device=W.device).T
+            w = orthogonalize(w, torch.cat([basis, Q[:i]]))[0]
             r, R[i, i] = float(w.norm()), 0.0
         else:
             R[i, i] = r
-        Q[i] = w / r
+        Q[i] = w[0] / r
     return Q, R
 
 
@@ -149,7 +121,6 @@ def _thick_restart(
     V = torch.zeros(m + b, n, dtype=op.dtype, device=op.device)
     V[:b] = _orthonormalize(V0.T.contiguous(), V[:0], 0.0, gen)[0]
     T = torch.zeros(m, m, dtype=torch.float64)
-    eps = torch.finfo(op.dtype).eps
     kept, used, scale = 0, 0, 0.0
     while True:
         j, R = kept, torch.zeros(b, b, dtype=torch.float64)
@@ -157,16 +128,12 @@ def _thick_restart(
             W = apply(op, V[j : j + b].T).T  # (b, n)
             used += b
             bar.update(b)
-            H = torch.zeros(b, j + b, dtype=W.dtype, device=W.device)
-            for _ in range(2):  # CGS2 against the whole basis
-                C = W @ V[: j + b].T
-                W = W - C @ V[: j + b]
-                H = H + C
+            W, H = orthogonalize(W, V[: j + b])  # CGS2 against the whole basis
             H64 = H.to(torch.float64).cpu()
             T[j : j + b, : j + b] = H64
             T[: j + b, j : j + b] = H64.T
             scale = max(scale, float(H64.abs().max()), float(W.norm(dim=1).max()))
-            thresh = 100 * eps * math.sqrt(j + b) * scale
+            thresh = breakdown_threshold(op.dtype, j + b, scale)
             V[j + b : j + 2 * b], R = _orthonormalize(W, V[: j + b], thresh, gen)
             j += b
         size = j
@@ -241,6 +208,13 @@ def _arpack(
     return theta, Y, float(theta.abs().max()), count[0]
 
 
+def default_basis(k: int, which: Which = "largest", block_size: int = 1) -> int:
+    """The Lanczos basis :func:`top_eigenpairs` keeps between restarts by default:
+    ``max(2·k_wanted + 10, 20) + block_size`` (``k_wanted = 2k`` for ``"both"``)."""
+    kw = 2 * k if which == "both" else k
+    return max(2 * kw + 10, 20) + block_size
+
+
 def top_eigenpairs(
     op: Any,
     k: int = 5,
@@ -265,9 +239,9 @@ def top_eigenpairs(
         tol: residual tolerance relative to the spectral scale: stop when every wanted
             ``‖H x − λ x‖ ≤ tol·max|λ|`` (eigenvalue errors are then about ``tol²``); default
             1e-8 in float64, 1e-4 in lower precision.
-        max_basis: Lanczos basis size between restarts; default
-            ``max(2·k_wanted + 10, 20) + block_size``. An operator no larger than the basis
-            is formed densely (``n`` products) and solved with ``eigh``.
+        max_basis: Lanczos basis size between restarts; default :func:`default_basis`. An
+            operator no larger than the basis is formed densely (``n`` products) and solved
+            with ``eigh``.
         max_matvecs: budget of products; default ``30·max_basis``. A warning when reached.
         block_size: vectors per Lanczos block (products per ``matmat``). A Krylov method
             sees an eigenvalue of multiplicity above ``block_size`` once only: raise it when
@@ -291,29 +265,9 @@ def top_eigenpairs(
         [5.0, 3.0]
     """
     n = check_operator(op)
-    if which not in ("largest", "smallest", "both"):
-        raise WeightspaceError(f"which: expected 'largest', 'smallest' or 'both', got {which!r}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
-        raise WeightspaceError(
-            f"k: expected an integer with 1 <= k < n={n} (the operator's size), got {k!r}; "
-            "use a smaller k or torch.linalg.eigh on the dense matrix"
-        )
-    if which == "both" and 2 * k > n:
-        raise WeightspaceError(f"k: which='both' needs 2k <= n={n}, got k={k}; lower k")
+    tol, b, m, max_matvecs = _settings(op, n, k, which, tol, max_basis, max_matvecs, block_size)
     if method not in ("lanczos", "arpack"):
         raise WeightspaceError(f"method: expected 'lanczos' or 'arpack', got {method!r}")
-    kw = 2 * k if which == "both" else k
-    if tol is None:
-        tol = 1e-8 if op.dtype == torch.float64 else 1e-4
-    if not tol >= 0:
-        raise WeightspaceError(f"tol: expected a non-negative number, got {tol!r}")
-    b = positive_int(block_size, "block_size")
-    m = max(2 * kw + 10, 20) + b if max_basis is None else positive_int(max_basis, "max_basis")
-    if m < kw + 2 * b:
-        raise WeightspaceError(
-            f"max_basis: expected at least {kw + 2 * b} (pairs wanted + two blocks), got {m}"
-        )
-    max_matvecs = 30 * m if max_matvecs is None else positive_int(max_matvecs, "max_matvecs")
     gen = as_generator(seed)
     V0 = random_vectors(n, b, gen, dtype=op.dtype, device=op.device, kind="gaussian")
     if v0 is not None:
@@ -327,12 +281,59 @@ def top_eigenpairs(
             theta, Y, scale, used = _thick_restart(op, V0, k, which, tol, m, max_matvecs, gen, bar)
         else:
             theta, Y, scale, used = _arpack(op, V0[:, 0], k, which, tol, m, max_matvecs, bar)
-    # sign rule, unit rows, explicit residuals (one product per pair)
+    return _result(op, theta, Y, scale, used, which, tol, method)
+
+
+def _settings(
+    op: Any,
+    n: int,
+    k: Any,
+    which: Any,
+    tol: Any,
+    max_basis: Any,
+    max_matvecs: Any,
+    block_size: Any,
+) -> tuple[float, int, int, int]:
+    """The checked ``(tol, block_size, max_basis, max_matvecs)`` of :func:`top_eigenpairs`."""
+    if which not in ("largest", "smallest", "both"):
+        raise WeightspaceError(f"which: expected 'largest', 'smallest' or 'both', got {which!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+        raise WeightspaceError(
+            f"k: expected an integer with 1 <= k < n={n} (the operator's size), got {k!r}; "
+            "use a smaller k or torch.linalg.eigh on the dense matrix"
+        )
+    if which == "both" and 2 * k > n:
+        raise WeightspaceError(f"k: which='both' needs 2k <= n={n}, got k={k}; lower k")
+    kw = 2 * k if which == "both" else k
+    if tol is None:
+        tol = 1e-8 if op.dtype == torch.float64 else 1e-4
+    if not tol >= 0:
+        raise WeightspaceError(f"tol: expected a non-negative number, got {tol!r}")
+    b = positive_int(block_size, "block_size")
+    m = default_basis(k, which, b) if max_basis is None else positive_int(max_basis, "max_basis")
+    if m < kw + 2 * b:
+        raise WeightspaceError(
+            f"max_basis: expected at least {kw + 2 * b} (pairs wanted + two blocks), got {m}"
+        )
+    max_matvecs = 30 * m if max_matvecs is None else positive_int(max_matvecs, "max_matvecs")
+    return float(tol), b, m, max_matvecs
+
+
+def _result(
+    op: Any,
+    theta: torch.Tensor,
+    Y: torch.Tensor,
+    scale: float,
+    used: int,
+    which: str,
+    tol: float,
+    method: str,
+) -> Eigenpairs:
+    """Unit rows with the sign rule, and explicit residuals (one product per pair)."""
     Y = Y / Y.norm(dim=1, keepdim=True)
     pivot = Y.abs().argmax(dim=1)
     Y = Y * torch.sign(Y.gather(1, pivot.unsqueeze(1)))
     HY = apply(op, Y.T).T
-    used += kw
     residuals = (HY - theta.to(Y).unsqueeze(1) * Y).norm(dim=1).to(torch.float64).cpu()
     return Eigenpairs(
         eigenvalues=theta.to(torch.float64).cpu(),
@@ -340,7 +341,7 @@ def top_eigenpairs(
         residuals=residuals,
         converged=residuals <= tol * scale * 1.01 + 10 * torch.finfo(op.dtype).eps * scale,
         scale=scale,
-        n_matvecs=used,
+        n_matvecs=used + len(theta),
         which=which,
         tol=float(tol),
         method=method,

@@ -21,10 +21,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import parallel
 from ..checks import Seed, as_generator, positive_int
 from ..errors import WeightspaceError
-from .hvp import HessianOperator
-from .protocol import apply, check_operator, random_vectors
+from ._krylov import breakdown_threshold, orthogonalize
+from .protocol import announce, apply, check_operator, random_vectors
+
+__all__ = [
+    "SpectralDensity",
+    "Tridiagonal",
+    "default_grid",
+    "gaussian_density",
+    "lanczos_tridiagonal",
+    "spectral_density",
+]
 
 SIGMA_RULE = "0.01 × (max node − min node)"
 
@@ -74,8 +84,9 @@ def lanczos_tridiagonal(
     """Run ``n_steps`` Lanczos steps from each column of ``V0``, all through one ``matmat``.
 
     Full reorthogonalisation (classical Gram-Schmidt after the three-term recurrence, a
-    second pass where the first lost more than half the norm) against each vector's own
-    basis, which is kept on the operator's device: memory ``p·(n_steps+1)·n`` numbers.
+    second pass where the first lost more than half the norm:
+    :func:`~weightspace.curvature._krylov.orthogonalize`) against each vector's own basis,
+    which is kept on the operator's device: memory ``p·(n_steps+1)·n`` numbers.
 
     Args:
         op: symmetric operator ``(n, n)``.
@@ -108,7 +119,6 @@ def lanczos_tridiagonal(
     lengths = torch.full((p,), m, dtype=torch.int64)
     active = torch.ones(p, dtype=torch.bool)
     scale = torch.zeros(p, dtype=torch.float64)
-    eps = torch.finfo(op.dtype).eps
     used = 0
     for j in tqdm(range(m), disable=not progress, desc="lanczos", unit="step", leave=False):
         if bool(active.all()):  # views, no copies of the basis (the usual case)
@@ -119,27 +129,20 @@ def lanczos_tridiagonal(
             q_j, basis = Q[idx, j], Q[idx, : j + 1]
         W = apply(op, q_j.T).T  # (a, n)
         used += len(idx)
-        # the three-term recurrence, then full reorthogonalisation against the basis: one
-        # classical Gram-Schmidt pass, and a second where the first lost more than half the
-        # norm (Daniel, Gragg, Kaufman & Stewart 1976: then twice is enough)
+        # the three-term recurrence, then full reorthogonalisation against the basis
         a_j = (q_j * W).sum(1)
         W = W - a_j.unsqueeze(1) * q_j
         if j > 0:
             W = W - beta[idx, j - 1].to(W).unsqueeze(1) * basis[:, j - 1]
-        for _ in range(2):
-            before = W.norm(dim=1)
-            c = torch.bmm(basis, W.unsqueeze(2)).squeeze(2)
-            W = W - torch.bmm(c.unsqueeze(1), basis).squeeze(1)
-            a_j = a_j + c[:, j]
-            if bool((W.norm(dim=1) > before / math.sqrt(2)).all()):
-                break
+        W, C = orthogonalize(W, basis, dgks=True)
+        a_j = a_j + C[:, j]
         a_j = a_j.to(torch.float64).cpu()
         b_j = W.norm(dim=1).to(torch.float64).cpu()
         alpha[idx, j] = a_j
         scale[idx] = torch.maximum(scale[idx], torch.maximum(a_j.abs(), b_j))
         if j == m - 1:
             break
-        thresh = 100 * eps * math.sqrt(j + 1) * scale[idx]
+        thresh = breakdown_threshold(op.dtype, j + 1, scale[idx])
         done = b_j <= thresh
         lengths[idx[done]] = j + 1
         active[idx[done]] = False
@@ -202,11 +205,6 @@ class SpectralDensity:
             self, grid=grid, sigma=sigma, metadata=meta, **_summaries(per, self.n_probes)
         )
 
-    def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
-        """The values as numpy arrays, for :func:`weightspace.save_result`."""
-        names = ("grid", "density", "per_probe", "stderr", "nodes", "weights")
-        return {f"{prefix}{k}": getattr(self, k) for k in names}
-
 
 def _summaries(per: np.ndarray, n_probes: int) -> dict[str, np.ndarray]:
     std = per.std(axis=0, ddof=1) if n_probes > 1 else np.full(per.shape[1], np.nan)
@@ -236,12 +234,6 @@ def default_grid(nodes: np.ndarray, weights: np.ndarray, sigma: float, n: int) -
     return np.linspace(live.min() - 6 * sigma, live.max() + 6 * sigma, n)
 
 
-def _distributed() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def spectral_density(
     op: Any,
     n_probes: int = 10,
@@ -258,7 +250,8 @@ def spectral_density(
     """Spectral density of a symmetric operator by stochastic Lanczos quadrature.
 
     Args:
-        op: ``(n, n)`` symmetric operator (a HessianOperator or a torch matrix).
+        op: ``(n, n)`` symmetric operator (a HessianOperator or a torch matrix); its
+            optional ``expect(n)`` hook hears of the products coming.
         n_probes: probe vectors ``P`` (Ghorbani et al. use 10 or fewer).
         n_steps: Lanczos steps ``m`` per probe, ``≤ n`` (80–100 in Ghorbani et al.;
             moments up to ``2m − 1`` are exact).
@@ -271,14 +264,15 @@ def spectral_density(
         probes_per_pass: probes advanced together (memory ``probes_per_pass·(m+1)·n``);
             default all.
         distributed: split probes across ranks of an initialised ``torch.distributed``
-            group; default when one is initialised. Every rank returns the same result.
+            group (:mod:`weightspace.parallel`); default when one is initialised. Every rank
+            returns the same result.
         progress: show a progress bar.
 
     Returns:
         :class:`SpectralDensity`.
 
     Raises:
-        WeightspaceError: bad counts, ``n_steps > n``, a non-positive ``sigma``.
+        WeightspaceError: bad counts, ``n_steps > n``, a non-positive ``sigma``, a bad grid.
 
     Example:
         >>> A = torch.diag(torch.tensor([-1.0, 0.0, 2.0, 5.0], dtype=torch.float64))
@@ -291,77 +285,77 @@ def spectral_density(
     m = positive_int(n_steps, "n_steps")
     if m > n:
         raise WeightspaceError(f"n_steps: expected at most n={n} (the operator's size), got {m}")
-    if sigma is not None:
-        sigma = _check_sigma(sigma)
+    sigma = None if sigma is None else _check_sigma(sigma)
+    grid = _check_grid(grid)
     chunk = P if probes_per_pass is None else positive_int(probes_per_pass, "probes_per_pass")
-    rank, world = _distributed() if distributed in (None, True) else (0, 1)
-    if distributed and world == 1 and not torch.distributed.is_initialized():
+    rank, world = _ranks(distributed)
+    V = random_vectors(n, P, as_generator(seed), dtype=op.dtype, device=op.device, kind=probes)
+    mine = parallel.shard(P, rank, world)
+    announce(op, len(mine) * m)
+    nodes, weights, used = _quadrature(op, V, mine, m, chunk, progress)
+    if world > 1:  # each rank holds its probes' rows: merged by a sum over ranks
+        both = parallel.merge_rows(np.concatenate([nodes, weights], axis=1), mine)
+        nodes, weights = both[:, :m].copy(), both[:, m:].copy()
+        used = int(parallel.all_reduce_sum(np.array([used]))[0])
+    rule = "given" if sigma is not None else SIGMA_RULE
+    sigma = _default_sigma(nodes, weights) if sigma is None else sigma
+    grid = default_grid(nodes, weights, sigma, grid) if isinstance(grid, int) else grid
+    meta = {
+        **dict(getattr(op, "metadata", {})),
+        **{"sigma": sigma, "sigma_rule": rule, "n_probes": P, "n_steps": m, "probes": probes},
+        **{"seed": seed if isinstance(seed, int) else None, "world_size": world},
+    }
+    per = gaussian_density(nodes, weights, sigma, grid)
+    return SpectralDensity(
+        grid=grid, sigma=sigma, nodes=nodes, weights=weights, n_steps=m, n_probes=P,
+        n_matvecs=used, metadata=meta, **_summaries(per, P),
+    )  # fmt: skip
+
+
+def _quadrature(
+    op: Any, V: torch.Tensor, mine: np.ndarray, m: int, chunk: int, progress: bool
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(nodes, weights, products)``: ``(P, m)`` quadratures of the probes ``V[:, mine]``
+    (rows of other probes zero), ``chunk`` probes advanced together."""
+    P = V.shape[1]
+    nodes, weights, used = np.zeros((P, m)), np.zeros((P, m)), 0
+    with tqdm(
+        total=len(mine) * m, disable=not progress, desc="slq", unit="step", leave=False
+    ) as bar:
+        for a in range(0, len(mine), chunk):
+            idx = mine[a : a + chunk]
+            tri = lanczos_tridiagonal(op, V[:, torch.as_tensor(idx)], m)
+            nodes[idx], weights[idx] = (x.numpy() for x in tri.nodes_weights())
+            used += tri.n_matvecs
+            bar.update(len(idx) * m)
+    return nodes, weights, used
+
+
+def _ranks(distributed: bool | None) -> tuple[int, int]:
+    """``(rank, world size)`` the probes are split over (``(0, 1)`` when not distributed)."""
+    if distributed is False:
+        return 0, 1
+    if distributed and not (
+        torch.distributed.is_available() and torch.distributed.is_initialized()
+    ):
         raise WeightspaceError(
             "distributed=True: no torch.distributed process group is initialised; launch "
             "with torchrun and call torch.distributed.init_process_group first"
         )
-    gen = as_generator(seed)
-    V = random_vectors(n, P, gen, dtype=op.dtype, device=op.device, kind=probes)
-    mine = list(range(rank, P, world))
-    nodes = torch.zeros(P, m, dtype=torch.float64)
-    weights = torch.zeros(P, m, dtype=torch.float64)
-    used = torch.zeros(1, dtype=torch.float64)
-    if isinstance(op, HessianOperator):  # then it prepares its fastest route
-        op.expect(len(mine) * m)
-    bar = tqdm(total=len(mine) * m, disable=not progress, desc="slq", unit="step", leave=False)
-    for a in range(0, len(mine), chunk):
-        idx = mine[a : a + chunk]
-        tri = lanczos_tridiagonal(op, V[:, idx], m)
-        nodes[idx], weights[idx] = tri.nodes_weights()
-        used += tri.n_matvecs
-        bar.update(len(idx) * m)
-    bar.close()
-    if world > 1:
-        stacked = torch.cat([nodes.flatten(), weights.flatten(), used]).to(_comm_device())
-        torch.distributed.all_reduce(stacked)
-        stacked = stacked.cpu()
-        nodes = stacked[: P * m].reshape(P, m)
-        weights = stacked[P * m : 2 * P * m].reshape(P, m)
-        used = stacked[2 * P * m :]
-    nodes_np, weights_np = nodes.numpy(), weights.numpy()
-    if sigma is None:
-        live = nodes_np[weights_np > 0]
-        sigma = 0.01 * float(live.max() - live.min()) or 1e-3 * max(float(abs(live).max()), 1.0)
-        rule = SIGMA_RULE
-    else:
-        rule = "given"
+    return parallel.rank(), parallel.world_size()
+
+
+def _check_grid(grid: Any) -> np.ndarray | int:
+    """A point count, or an increasing ``(G,)`` float64 grid."""
     if isinstance(grid, (int, np.integer)) and not isinstance(grid, bool):
-        grid_np = default_grid(nodes_np, weights_np, sigma, positive_int(int(grid), "grid"))
-    else:
-        grid_np = np.asarray(grid, dtype=np.float64)
-        if grid_np.ndim != 1 or grid_np.size < 2 or not np.all(np.diff(grid_np) > 0):
-            raise WeightspaceError("grid: expected an increasing 1-D array of at least 2 points")
-    per = gaussian_density(nodes_np, weights_np, sigma, grid_np)
-    meta = {
-        **dict(getattr(op, "metadata", {})),
-        "sigma": sigma,
-        "sigma_rule": rule,
-        "n_probes": P,
-        "n_steps": m,
-        "probes": probes,
-        "seed": seed if isinstance(seed, int) else None,
-        "world_size": world,
-    }
-    return SpectralDensity(
-        grid=grid_np,
-        sigma=sigma,
-        nodes=nodes_np,
-        weights=weights_np,
-        n_steps=m,
-        n_probes=P,
-        n_matvecs=int(used.item()),
-        metadata=meta,
-        **_summaries(per, P),
-    )
+        return positive_int(int(grid), "grid")
+    arr = np.asarray(grid, dtype=np.float64)
+    if arr.ndim != 1 or arr.size < 2 or not np.all(np.diff(arr) > 0):
+        raise WeightspaceError("grid: expected an increasing 1-D array of at least 2 points")
+    return arr
 
 
-def _comm_device() -> torch.device:
-    backend = torch.distributed.get_backend()
-    if backend == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+def _default_sigma(nodes: np.ndarray, weights: np.ndarray) -> float:
+    """:data:`SIGMA_RULE` (or a small width when every node is the same)."""
+    live = nodes[weights > 0]
+    return 0.01 * float(live.max() - live.min()) or 1e-3 * max(float(abs(live).max()), 1.0)

@@ -19,8 +19,9 @@ from tqdm.auto import tqdm
 
 from ..checks import Seed, as_generator, positive_int
 from ..errors import WeightspaceError
-from .hvp import HessianOperator
-from .protocol import apply, check_operator, random_vectors
+from .protocol import announce, apply, check_operator, random_vectors
+
+__all__ = ["TraceEstimate", "hutchinson_trace", "hutchpp_trace"]
 
 Probes = Literal["rademacher", "gaussian"]
 
@@ -56,6 +57,13 @@ def _stderr(samples: np.ndarray) -> float:
     return float(samples.std(ddof=1) / math.sqrt(len(samples)))
 
 
+def _metadata(op: Any, method: str, probes: str, seed: Seed, **settings: int) -> dict[str, Any]:
+    """The operator's metadata and the estimator's settings."""
+    seed = seed if isinstance(seed, int) else None
+    meta = {**dict(getattr(op, "metadata", {})), "method": method, **settings}
+    return {**meta, "probes": probes, "seed": seed}
+
+
 def _quadratic_forms(op: Any, Z: torch.Tensor, chunk: int, bar: tqdm) -> np.ndarray:
     """``zᵀ H z`` for each column of ``Z: (n, P)``, ``chunk`` columns per pass."""
     out = []
@@ -78,7 +86,8 @@ def hutchinson_trace(
     """Hutchinson's estimate ``(1/P) Σ_p z_pᵀ H z_p`` of ``tr(H)``, with its standard error.
 
     Args:
-        op: ``(n, n)`` operator (a HessianOperator or a torch matrix).
+        op: ``(n, n)`` operator (a HessianOperator or a torch matrix); its optional
+            ``expect(n)`` hook hears of the ``P`` products coming.
         n_probes: probes ``P``.
         seed: the probes' randomness (the same seed gives the same probes).
         probes: ``"rademacher"`` (minimum variance; exact on a diagonal) or ``"gaussian"``.
@@ -98,8 +107,7 @@ def hutchinson_trace(
     P = positive_int(n_probes, "n_probes")
     chunk = positive_int(probes_per_pass, "probes_per_pass")
     Z = random_vectors(n, P, as_generator(seed), dtype=op.dtype, device=op.device, kind=probes)
-    if isinstance(op, HessianOperator):
-        op.expect(P)
+    announce(op, P)
     with tqdm(total=P, disable=not progress, desc="trace", unit="hvp", leave=False) as bar:
         samples = _quadratic_forms(op, Z, chunk, bar)
     return TraceEstimate(
@@ -109,13 +117,7 @@ def hutchinson_trace(
         exact_part=0.0,
         n_matvecs=P,
         method="hutchinson",
-        metadata={
-            **dict(getattr(op, "metadata", {})),
-            "method": "hutchinson",
-            "n_probes": P,
-            "probes": probes,
-            "seed": seed if isinstance(seed, int) else None,
-        },
+        metadata=_metadata(op, "hutchinson", probes, seed, n_probes=P),
     )
 
 
@@ -166,8 +168,7 @@ def hutchpp_trace(
     S = random_vectors(n, s, gen, kind="gaussian", **kw)  # spans range(H) when rank <= s
     rest = budget - 2 * s
     G = random_vectors(n, rest, gen, kind=probes, **kw) if rest else None
-    if isinstance(op, HessianOperator):
-        op.expect(budget)
+    announce(op, budget)
     with tqdm(total=budget, disable=not progress, desc="hutch++", unit="hvp", leave=False) as bar:
         HS = torch.cat([apply(op, S[:, a : a + chunk]) for a in range(0, s, chunk)], dim=1)
         bar.update(s)
@@ -189,12 +190,5 @@ def hutchpp_trace(
         exact_part=exact,
         n_matvecs=2 * s + rest,
         method="hutch++",
-        metadata={
-            **dict(getattr(op, "metadata", {})),
-            "method": "hutch++",
-            "n_matvecs": budget,
-            "sketch": s,
-            "probes": probes,
-            "seed": seed if isinstance(seed, int) else None,
-        },
+        metadata=_metadata(op, "hutch++", probes, seed, n_matvecs=budget, sketch=s),
     )

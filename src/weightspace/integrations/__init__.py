@@ -10,10 +10,11 @@ the parameters after the update of that step. The frameworks are imported only w
 module is: ``import weightspace`` never imports them, and importing an integration without its
 framework raises :class:`MissingFrameworkError` with the line that installs it.
 
-Example:
-    >>> from weightspace.integrations.lightning import WeightspaceCallback  # doctest: +SKIP
-    >>> cb = WeightspaceCallback("runs/a", every=10)  # doctest: +SKIP
-    >>> lightning.Trainer(max_steps=1000, callbacks=[cb]).fit(module, loader)  # doctest: +SKIP
+Example::
+
+    from weightspace.integrations.lightning import WeightspaceCallback
+    cb = WeightspaceCallback("runs/a", every=10)
+    lightning.Trainer(max_steps=1000, callbacks=[cb]).fit(module, loader)
 """
 
 from __future__ import annotations

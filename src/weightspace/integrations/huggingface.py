@@ -1,16 +1,17 @@
 """Hugging Face ``transformers`` Trainer callback that records a run in the standard format.
 
-Example:
-    >>> from transformers import Trainer, TrainingArguments  # doctest: +SKIP
-    >>> from weightspace.integrations.huggingface import (  # doctest: +SKIP
-    ...     WeightspaceTrainerCallback,
-    ... )
-    >>> cb = WeightspaceTrainerCallback("runs/hf", every=10)  # doctest: +SKIP
-    >>> args = TrainingArguments("out", max_steps=1000, logging_steps=10)  # doctest: +SKIP
-    >>> try:  # doctest: +SKIP
-    ...     Trainer(model, args, train_dataset=ds, callbacks=[cb]).train()
-    ... finally:
-    ...     cb.close()  # the Trainer has no exception hook: keep what was recorded
+Example::
+
+    from transformers import Trainer, TrainingArguments
+    from weightspace.integrations.huggingface import (
+        WeightspaceTrainerCallback,
+    )
+    cb = WeightspaceTrainerCallback("runs/hf", every=10)
+    args = TrainingArguments("out", max_steps=1000, logging_steps=10)
+    try:
+        Trainer(model, args, train_dataset=ds, callbacks=[cb]).train()
+    finally:
+        cb.close()  # the Trainer has no exception hook: keep what was recorded
 """
 
 from __future__ import annotations

@@ -4,12 +4,13 @@ Works with ``lightning`` (``lightning.pytorch``) or, when only it is installed, 
 ``pytorch_lightning`` package; Lightning calls callback hooks by name, so one class serves both
 trainers.
 
-Example:
-    >>> import lightning as L  # doctest: +SKIP
-    >>> from weightspace.integrations.lightning import WeightspaceCallback  # doctest: +SKIP
-    >>> cb = WeightspaceCallback("runs/lit", every=10, metadata={"seed": 0})  # doctest: +SKIP
-    >>> L.Trainer(max_steps=1000, callbacks=[cb]).fit(module, loader)  # doctest: +SKIP
-    >>> traj = weightspace.Trajectory.load("runs/lit")  # steps 0, 10, 20, ...  # doctest: +SKIP
+Example::
+
+    import lightning as L
+    from weightspace.integrations.lightning import WeightspaceCallback
+    cb = WeightspaceCallback("runs/lit", every=10, metadata={"seed": 0})
+    L.Trainer(max_steps=1000, callbacks=[cb]).fit(module, loader)
+    traj = weightspace.Trajectory.load("runs/lit")  # steps 0, 10, 20, ...
 """
 
 from __future__ import annotations

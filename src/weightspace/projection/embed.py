@@ -14,12 +14,13 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
-from ..checks import numpy_rng
+from ..checks import Seed, numpy_rng
 from ..errors import WeightspaceError
-from ..trajectory import DEFAULT_MAX_BYTES
-from .gram import Distance, SnapshotInput, as_snapshots, distance_matrix
+from ._gram import Distance, distance_matrix
+from ._stream import DEFAULT_MAX_BYTES, SnapshotInput, as_snapshots
+
+__all__ = ["TSNE", "UMAP", "require_umap", "trajectory_preservation", "trustworthiness"]
 
 
 def _neighbours(points: np.ndarray, k: int, *, precomputed: bool = False) -> np.ndarray:
@@ -84,7 +85,11 @@ def trustworthiness(distances: np.ndarray, embedding: np.ndarray, n_neighbors: i
 
 
 class _DistanceEmbedding:
-    """Shared fit logic: distances from the Gram matrix, then a precomputed-metric method."""
+    """Shared fit logic: distances from the Gram matrix, then a precomputed-metric method.
+
+    The embedding is float64 whatever the input dtype; the constructor only stores its
+    arguments and :meth:`fit` checks them.
+    """
 
     def __init__(
         self,
@@ -92,7 +97,7 @@ class _DistanceEmbedding:
         *,
         distance: Distance = "cosine",
         n_pca: int | None = 100,
-        seed: int | torch.Generator | None = 0,
+        seed: Seed = 0,
         chunk_size: int | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         progress: bool = False,
@@ -134,7 +139,7 @@ class _DistanceEmbedding:
         pass
 
     def fit_transform(self, x: SnapshotInput) -> np.ndarray:
-        """Fit and return the embedding ``(T, n_components)``."""
+        """Fit and return the embedding ``(T, n_components)`` float64 (``embedding_``)."""
         return self.fit(x).embedding_
 
 
@@ -145,15 +150,29 @@ class TSNE(_DistanceEmbedding):
         n_components: 2 or 3.
         perplexity: must be below the number of snapshots.
         distance, n_pca: as :class:`~weightspace.PHATE`.
-        seed: t-SNE's random initialisation.
+        seed: t-SNE's random initialisation (the same seed gives the same embedding).
         chunk_size, max_bytes, progress: streaming of the Gram pass.
 
-    Fitted attributes: ``embedding_``, ``embedding_runs_``, ``distances_``, ``steps_``,
-    ``labels_``, ``run_lengths_``.
+    Fitted attributes: ``embedding_`` ``(T, c)`` float64, ``embedding_runs_``,
+    ``distances_``, ``steps_``, ``labels_``, ``run_lengths_``.
     """
 
-    def __init__(self, n_components: int = 2, *, perplexity: float = 30.0, **kwargs) -> None:
-        super().__init__(n_components, **kwargs)
+    def __init__(
+        self,
+        n_components: int = 2,
+        *,
+        perplexity: float = 30.0,
+        distance: Distance = "cosine",
+        n_pca: int | None = 100,
+        seed: Seed = 0,
+        chunk_size: int | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        progress: bool = False,
+    ) -> None:
+        super().__init__(
+            n_components, distance=distance, n_pca=n_pca, seed=seed, chunk_size=chunk_size,
+            max_bytes=max_bytes, progress=progress,
+        )  # fmt: skip
         self.perplexity = perplexity
 
     def _validate(self, t: int) -> None:
@@ -184,14 +203,29 @@ class UMAP(_DistanceEmbedding):
         min_dist: UMAP's minimum embedding distance.
         distance, n_pca, seed, chunk_size, max_bytes, progress: as :class:`TSNE`.
 
+    Fitted attributes: as :class:`TSNE`.
+
     Raises:
         WeightspaceError: umap-learn is not installed (``pip install umap-learn``).
     """
 
     def __init__(
-        self, n_components: int = 2, *, n_neighbors: int = 15, min_dist: float = 0.1, **kwargs
+        self,
+        n_components: int = 2,
+        *,
+        n_neighbors: int = 15,
+        min_dist: float = 0.1,
+        distance: Distance = "cosine",
+        n_pca: int | None = 100,
+        seed: Seed = 0,
+        chunk_size: int | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        progress: bool = False,
     ) -> None:
-        super().__init__(n_components, **kwargs)
+        super().__init__(
+            n_components, distance=distance, n_pca=n_pca, seed=seed, chunk_size=chunk_size,
+            max_bytes=max_bytes, progress=progress,
+        )  # fmt: skip
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
 

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import WeightspaceError
+from .pca import fix_signs, pca_from_gram
+
+__all__ = ["NullComparison", "RandomWalkNull", "compare_to_random_walk", "random_walk_null"]
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,6 @@ def random_walk_null(
         tt = np.arange(1, t + 1)[:, None]
         curves = np.cos(np.pi * ks[None, :] * (tt - 0.5) / t)
         curves /= np.linalg.norm(curves, axis=0)
-        from .pca import fix_signs
-
         fix_signs(curves)
         return RandomWalkNull(ratios, curves, t)
     s = np.asarray(step_sizes, dtype=np.float64)
@@ -112,8 +113,6 @@ def random_walk_null(
     lower = np.tril(np.ones((t, t - 1)), -1) * s  # x_t = Σ_{j<t} s_j ξ_j
     centred = lower - lower.mean(axis=0)
     g = centred @ centred.T
-    from .pca import pca_from_gram
-
     lam, u, _ = pca_from_gram(g, k)
     return RandomWalkNull(lam / np.trace(g), u, t, s)
 

@@ -1,8 +1,8 @@
 """PCA of training trajectories (Lorch 2016; Lipton 2016), exact and streaming.
 
 The exact solver never forms a ``T × n`` matrix: it accumulates the ``T × T`` Gram matrix in
-float64 over streamed parameter columns (see :mod:`.gram`), centres it, and takes its
-eigendecomposition; scores are ``U·sqrt(λ)``. Directions in parameter space
+float64 over streamed parameter columns (:func:`~weightspace.projection.gram_matrix`), centres
+it, and takes its eigendecomposition; scores are ``U·sqrt(λ)``. Directions in parameter space
 (``components_``) need a second streaming pass and are computed only when asked. The
 randomized solver (Halko, Martinsson & Tropp 2011) streams the data ``2 + n_iter`` times and
 never holds more than ``T × (k + oversamples)`` numbers, for runs with very many snapshots.
@@ -11,24 +11,25 @@ never holds more than ``T × (k + oversamples)`` numbers, for runs with very man
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from ..checks import Seed, non_negative_int, one_of, positive_int
 from ..errors import WeightspaceError
-from ..trajectory import DEFAULT_MAX_BYTES
-from .gram import (
+from ._gram import centering_weights, gram_matrix, top_eigen
+from ._randomized import randomized_pca
+from ._stream import (
+    DEFAULT_MAX_BYTES,
     SnapshotInput,
     Snapshots,
     as_snapshots,
     block_center,
-    center_gram,
-    centering_weights,
     iter_blocks,
-    syrk_into,
-    top_eigen,
 )
+
+__all__ = ["PCA", "fix_signs", "pca_from_gram"]
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,10 @@ class PCA:
     rows; zero rows beyond the rank of the data) and ``center_``/``mean_`` ``(n,)``.
 
     Signs are deterministic (see :func:`fix_signs`): each score series starts on the
-    negative side, so the run moves towards +PC.
+    negative side, so the run moves towards +PC. Scores, components and :meth:`transform`
+    are float64 whatever the input dtype (float32 snapshots are multiplied in float32 and
+    accumulated in float64). The constructor only stores its arguments; :meth:`fit` checks
+    them.
 
     Example:
         >>> t = np.arange(6.0)[:, None]
@@ -101,6 +105,8 @@ class PCA:
         >>> pca = PCA(n_components=2).fit(x)
         >>> bool(np.allclose(pca.inverse_transform(pca.transform(x)), x))
         True
+        >>> pca.transform(x[0]).shape  # a point is one snapshot
+        (1, 2)
     """
 
     def __init__(
@@ -111,7 +117,7 @@ class PCA:
         solver: Solver = "auto",
         n_oversamples: int = 10,
         n_iter: int = 4,
-        seed: int | torch.Generator | None = 0,
+        seed: Seed = 0,
         chunk_size: int | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         progress: bool = False,
@@ -128,28 +134,18 @@ class PCA:
 
     # ------------------------------------------------------------------ fitting
     def _check_params(self, t: int) -> int:
-        if self.centering not in ("mean", "final"):
-            raise WeightspaceError(f"centering: expected 'mean' or 'final', got {self.centering!r}")
-        if self.solver not in ("exact", "randomized", "auto"):
-            raise WeightspaceError(
-                f"solver: expected 'exact', 'randomized' or 'auto', got {self.solver!r}"
-            )
+        one_of(self.centering, ("mean", "final"), "centering")
+        one_of(self.solver, ("exact", "randomized", "auto"), "solver")
         k = min(12, t - 1) if self.n_components is None else self.n_components
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise WeightspaceError(
-                f"n_components: expected a positive integer, got {self.n_components!r}"
-            )
+        k = positive_int(k, "n_components", "; or None for min(12, T − 1)")
         if k > t - 1:
             raise WeightspaceError(
                 f"n_components: at most T − 1 = {t - 1} components exist for {t} snapshots, "
                 f"got {k}; ask for fewer components or record more snapshots"
             )
-        if self.n_iter < 0 or self.n_oversamples < 0:
-            raise WeightspaceError(
-                f"n_iter, n_oversamples: expected non-negative integers, got "
-                f"{self.n_iter!r}, {self.n_oversamples!r}"
-            )
-        return int(k)
+        non_negative_int(self.n_iter, "n_iter")
+        non_negative_int(self.n_oversamples, "n_oversamples")
+        return k
 
     def fit(self, x: SnapshotInput) -> PCA:
         """Fit on a Trajectory, a list of Trajectories (joint PCA) or a ``(T, n)`` array.
@@ -165,19 +161,15 @@ class PCA:
         if solver == "auto":
             solver = "exact" if t <= AUTO_EXACT_MAX_T else "randomized"
         if solver == "exact":
-            acc = np.zeros((t, t))
-            for start, block in self._blocks(snaps, "PCA Gram"):
-                block -= block_center(block, snaps, start).astype(block.dtype)
-                syrk_into(acc, block)
-            g = np.triu(acc) + np.triu(acc, 1).T
-            g = center_gram(g, centering_weights(t, self.centering))
+            g = gram_matrix(snaps, center=self.centering, **self._stream())
             total = float(np.trace(g))
             lam, u, scores = pca_from_gram(g, k)
             self.gram_ = g
         else:
-            from .randomized import randomized_pca
-
-            lam, u, total = randomized_pca(self, snaps, k)
+            lam, u, total = randomized_pca(
+                snaps, k, centering=self.centering, n_oversamples=self.n_oversamples,
+                n_iter=self.n_iter, seed=self.seed, **self._stream(),
+            )  # fmt: skip
             lam = np.maximum(lam, 0.0)
             fix_signs(u)
             scores = u * np.sqrt(lam)
@@ -205,17 +197,16 @@ class PCA:
         return self
 
     def fit_transform(self, x: SnapshotInput) -> np.ndarray:
-        """Fit, and return the scores ``(T, k)`` of the fitted snapshots."""
+        """Fit, and return the scores ``(T, k)`` float64 of the fitted snapshots."""
         return self.fit(x).scores_
 
+    def _stream(self) -> dict[str, Any]:
+        """The streaming settings, as keyword arguments of ``iter_blocks``."""
+        return {"chunk_size": self.chunk_size, "max_bytes": self.max_bytes,
+                "progress": self.progress}  # fmt: skip
+
     def _blocks(self, snaps: Snapshots, desc: str):
-        return iter_blocks(
-            snaps,
-            chunk_size=self.chunk_size,
-            max_bytes=self.max_bytes,
-            progress=self.progress,
-            desc=desc,
-        )
+        return iter_blocks(snaps, desc=desc, **self._stream())
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_components_"):
@@ -300,28 +291,52 @@ class PCA:
         return center, comps
 
     # ------------------------------------------------------------------ projecting
-    def transform(self, x: SnapshotInput) -> np.ndarray | list[np.ndarray]:
-        """Coordinates ``(x − center_)·components_ᵀ`` of other snapshots on the fitted axes.
+    def transform(self, x: SnapshotInput) -> np.ndarray:
+        """Coordinates ``(x − center_)·components_ᵀ`` of snapshots on the fitted axes.
 
         Args:
-            x: a Trajectory or ``(m, n)`` array (returns ``(m, k)``), a single point
-                ``(n,)`` (returns ``(k,)``), or a list of runs (returns a list).
+            x: a Trajectory, a ``(m, n)`` array or tensor, a list of runs (stacked in run
+                order, as in a joint fit), or one point ``(n,)`` (one snapshot).
+
+        Returns:
+            ``(m, k)`` float64, always one array (``(1, k)`` for a point); per-run arrays
+            come from :meth:`transform_runs`.
 
         Raises:
             WeightspaceError: not fitted, or a different number of parameters.
         """
+        return self._project(self._as_input(x, "x"))
+
+    def transform_runs(self, runs: SnapshotInput) -> list[np.ndarray]:
+        """:meth:`transform`, split by run: one ``(T_r, k)`` float64 array per run.
+
+        Args:
+            runs: a list of Trajectories or ``(T_r, n)`` arrays (one run: a list of one).
+
+        Example:
+            >>> a, b = np.eye(4)[:3], np.eye(4)[1:]
+            >>> pca = PCA(2).fit([a, b])
+            >>> [s.shape for s in pca.transform_runs([a, b])]
+            [(3, 2), (3, 2)]
+        """
+        snaps = self._as_input(runs, "runs")
+        return snaps.split(self._project(snaps))
+
+    def _as_input(self, x: SnapshotInput, what: str) -> Snapshots:
         self._check_fitted()
-        single = isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim == 1
-        if single:
+        if isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim == 1:
             x = x[None, :]
-        snaps = as_snapshots(x, min_points=1)
+        snaps = as_snapshots(x, what=what, min_points=1)
         if snaps.n != self.n_features_:
             raise WeightspaceError(
-                f"x: has {snaps.n} parameters but the PCA was fitted on {self.n_features_}; "
-                "project runs of the same model"
+                f"{what}: has {snaps.n} parameters but the PCA was fitted on "
+                f"{self.n_features_}; project runs of the same model"
             )
         if self._snaps.layout is not None and snaps.layout is not None:
-            self._snaps.layout.check_compatible(snaps.layout, what="x")
+            self._snaps.layout.check_compatible(snaps.layout, what=what)
+        return snaps
+
+    def _project(self, snaps: Snapshots) -> np.ndarray:
         comps = self.components_
         out = np.zeros((len(snaps), self.n_components_))
         center = self._center
@@ -329,10 +344,6 @@ class PCA:
             stop = start + block.shape[1]
             block -= center[start:stop].astype(block.dtype)
             out += block @ comps[:, start:stop].T.astype(block.dtype)
-        if single:
-            return out[0]
-        if isinstance(x, (list, tuple)):
-            return snaps.split(out)
         return out
 
     def inverse_transform(self, y: np.ndarray) -> np.ndarray:

@@ -19,16 +19,22 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from ..errors import WeightspaceError
-from ..trajectory import DEFAULT_MAX_BYTES
-from .gram import (
-    Distance,
-    SnapshotInput,
-    as_snapshots,
-    dense_solver_threads,
-    distance_matrix,
-    top_eigen,
-)
+from ._gram import Distance, dense_solver_threads, distance_matrix, top_eigen
+from ._stream import DEFAULT_MAX_BYTES, SnapshotInput, as_snapshots
 from .pca import fix_signs
+
+__all__ = [
+    "PHATE",
+    "alpha_decay_kernel",
+    "classical_mds",
+    "knee_point",
+    "smacof",
+    "von_neumann_entropy",
+]
+
+T_MAX = 100  # largest diffusion time searched by t="auto" (the reference's t_max)
+POTENTIAL_EPS = 1e-7  # ε of the log potential −log(Pᵗ + ε) (the reference's constant)
+KERNEL_THRESHOLD = 1e-4  # kernel affinities below this are dropped (graphtools' thresh)
 
 
 def alpha_decay_kernel(
@@ -137,23 +143,26 @@ class PHATE:
         n_components: 2 or 3.
         knn: neighbours defining each point's bandwidth (reference default 5).
         decay: ``α`` of the kernel (reference default 40).
-        t: diffusion time, or ``"auto"`` (knee of the von Neumann entropy).
-        t_max: largest ``t`` considered by ``"auto"``.
+        t: diffusion time, or ``"auto"`` (knee of the von Neumann entropy over
+            ``t = 1..100``, :data:`T_MAX`).
         distance: ``"cosine"`` between centred PCA scores (default; what the reference
             computes for ``knn_dist="cosine"``), ``"euclidean"`` between them, or
             ``"cosine_raw"`` between the raw parameter vectors.
         n_pca: PCA components behind ``cosine``/``euclidean`` (None: all, exact).
-        eps: ``ε`` of the log potential ``−log(Pᵗ + ε)``.
-        thresh: kernel affinities below this are dropped.
         mds_max_iter, mds_tol: SMACOF iterations and relative stress tolerance.
         max_points: refuse more snapshots than this (dense ``T × T`` work).
         chunk_size, max_bytes, progress: streaming of the Gram pass.
 
+    The potential's ``ε`` (1e-7) and the kernel threshold (1e-4) are the reference
+    package's constants (:data:`POTENTIAL_EPS`, :data:`KERNEL_THRESHOLD`).
+
     Fitted attributes: ``embedding_ (T, c)``, ``embedding_runs_`` (one ``(T_i, c)`` per
     run), ``steps_``, ``labels_``, ``distances_ (T, T)`` (input), ``bandwidth_ (T,)``,
-    ``kernel_ (T, T)``, ``diff_op_ (T, T)``, ``entropy_ (t_max,)`` (auto only), ``t_``,
+    ``kernel_ (T, T)``, ``diff_op_ (T, T)``, ``entropy_ (100,)`` (auto only), ``t_``,
     ``potential_distances_ (T, T)``, ``stress_``. The embedding is rotated to its principal
-    axes, with :func:`~weightspace.projection.pca.fix_signs` signs, so it is deterministic.
+    axes, with :func:`~weightspace.projection.pca.fix_signs` signs, so it is deterministic
+    (PHATE has no randomness, hence no seed). It is float64 whatever the input dtype. The
+    constructor only stores its arguments; :meth:`fit` checks them.
 
     Example:
         >>> x = np.cumsum(np.random.default_rng(0).normal(size=(60, 50)) + 0.5, axis=0)
@@ -168,11 +177,8 @@ class PHATE:
         knn: int = 5,
         decay: float = 40.0,
         t: int | Literal["auto"] = "auto",
-        t_max: int = 100,
         distance: Distance = "cosine",
         n_pca: int | None = 100,
-        eps: float = 1e-7,
-        thresh: float = 1e-4,
         mds_max_iter: int = 300,
         mds_tol: float = 1e-6,
         max_points: int = 5000,
@@ -184,11 +190,8 @@ class PHATE:
         self.knn = knn
         self.decay = decay
         self.t = t
-        self.t_max = t_max
         self.distance = distance
         self.n_pca = n_pca
-        self.eps = eps
-        self.thresh = thresh
         self.mds_max_iter = mds_max_iter
         self.mds_tol = mds_tol
         self.max_points = max_points
@@ -215,8 +218,6 @@ class PHATE:
         if self.t != "auto" and (isinstance(self.t, bool) or not isinstance(self.t, int)
                                  or self.t < 1):  # fmt: skip
             raise WeightspaceError(f"t: expected 'auto' or a positive integer, got {self.t!r}")
-        if isinstance(self.t_max, bool) or not isinstance(self.t_max, int) or self.t_max < 3:
-            raise WeightspaceError(f"t_max: expected an integer ≥ 3, got {self.t_max!r}")
 
     def fit(self, x: SnapshotInput) -> PHATE:
         """Fit on a Trajectory, a list of Trajectories, or a ``(T, n)`` array.
@@ -250,18 +251,18 @@ class PHATE:
             return self._fit_dense(d, split, steps, labels)
 
     def _fit_dense(self, d, split, steps, labels) -> PHATE:
-        k, bandwidth = alpha_decay_kernel(d, self.knn, self.decay, self.thresh)
+        k, bandwidth = alpha_decay_kernel(d, self.knn, self.decay, KERNEL_THRESHOLD)
         deg = k.sum(axis=1)
         sym = k / np.sqrt(np.outer(deg, deg))  # D^-½ K D^-½, similar to P
         if self.t == "auto":
-            self.entropy_ = von_neumann_entropy(np.linalg.eigvalsh(sym), self.t_max)
+            self.entropy_ = von_neumann_entropy(np.linalg.eigvalsh(sym), T_MAX)
             t = knee_point(self.entropy_) + 1
         else:
             self.entropy_ = None
             t = int(self.t)
         scale = np.sqrt(deg)
         p_t = np.linalg.matrix_power(sym, t) * (scale[None, :] / scale[:, None])
-        potential = -np.log(np.clip(p_t, 0.0, None) + self.eps)
+        potential = -np.log(np.clip(p_t, 0.0, None) + POTENTIAL_EPS)
         sq = np.einsum("ij,ij->i", potential, potential)
         pd = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * potential @ potential.T, 0.0))
         pd = 0.5 * (pd + pd.T)
@@ -284,5 +285,5 @@ class PHATE:
         return self
 
     def fit_transform(self, x: SnapshotInput) -> np.ndarray:
-        """Fit and return the embedding ``(T, n_components)``."""
+        """Fit and return the embedding ``(T, n_components)`` float64 (``embedding_``)."""
         return self.fit(x).embedding_

@@ -1,23 +1,23 @@
 """Input checks and small conversions shared by the renderers.
 
-Render functions take plain arrays; everything here turns user input into float64 numpy
-arrays of the documented shapes, or raises :class:`~weightspace.errors.WeightspaceError` with
+Render functions take plain arrays and typed results (a path on a plane is a
+:class:`~weightspace.landscape.PlaneTrajectory`; :func:`plane_trajectory` builds one from bare
+coordinates); everything here checks user input and turns arrays into float64 numpy arrays of
+the documented shapes, or raises :class:`~weightspace.errors.WeightspaceError` with
 a one-line message naming the argument.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..checks import as_array
 from ..errors import WeightspaceError
-
-TRAJECTORY_FIELDS = ("coords", "steps", "loss", "projected_loss", "residual", "label")
+from ..landscape.results import PlaneTrajectory
 
 
 def check_grid(xs: Any, ys: Any, values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -81,77 +81,92 @@ def value_label(name: str, log: bool, clip: float | None) -> str:
     return f"{label} (clipped at {clip:.4g})" if clip is not None else label
 
 
-@dataclass(frozen=True)
-class TrajectoryData:
-    """One trajectory on a plane: ``coords (T, 2)``; optional per-point ``steps (T,)``,
-    ``loss (T,)`` (true loss), ``projected_loss (T,)`` (loss at the projected point) and
-    ``residual (T,)`` (relative off-plane distance)."""
-
-    coords: np.ndarray
-    steps: np.ndarray
-    loss: np.ndarray | None
-    projected_loss: np.ndarray | None
-    residual: np.ndarray | None
-    label: str
+TRAJECTORY_ARRAYS = ("steps", "residual", "loss", "plane_loss")
 
 
-# the names of weightspace.landscape.PlaneTrajectory, so its objects are drawn as they come
-ALIASES = {"projected_loss": "plane_loss", "label": "name"}
+def plane_trajectory(
+    coords: Any,
+    *,
+    name: str = "run",
+    steps: Any = None,
+    loss: Any = None,
+    plane_loss: Any = None,
+    residual: Any = None,
+) -> PlaneTrajectory:
+    """A :class:`~weightspace.landscape.PlaneTrajectory` from bare plane coordinates, for
+    drawing paths that no landscape computed.
 
+    Args:
+        coords: ``(T, 2)`` coordinates on the plane, in grid units.
+        name: the legend label.
+        steps: ``(T,)`` training steps; default ``0 .. T-1``.
+        loss: ``(T,)`` true loss at each point; default NaN (not known).
+        plane_loss: ``(T,)`` loss at the projection; default NaN (not known).
+        residual: ``(T,)`` relative off-plane distance; default NaN (not known).
 
-def _field(obj: Any, name: str) -> Any:
-    get = obj.get if isinstance(obj, Mapping) else lambda key: getattr(obj, key, None)
-    value = get(name)
-    return get(ALIASES[name]) if value is None and name in ALIASES else value
-
-
-def as_trajectories(trajectories: Any, dims: int = 2) -> list[TrajectoryData]:
-    """Normalise ``None``, one trajectory, or a sequence of them (mappings or objects with
-    ``coords`` and optional ``steps``, ``loss``, ``projected_loss``, ``residual``, ``label``;
-    :class:`~weightspace.PlaneTrajectory`'s ``plane_loss`` and ``name`` are taken too).
+    Returns:
+        A PlaneTrajectory with float64 arrays.
 
     Raises:
-        WeightspaceError: a trajectory without ``coords`` or with mismatched lengths.
+        WeightspaceError: ``coords`` is not ``(T, 2)`` or another array is not ``(T,)``.
+
+    Example:
+        >>> import numpy as np
+        >>> traj = plane_trajectory(np.zeros((3, 2)), name="sgd", loss=[3.0, 2.0, 1.0])
+        >>> traj.steps, traj.plane_loss
+        (array([0., 1., 2.]), array([nan, nan, nan]))
+    """
+    coords = _coords(coords, "coords")
+    n = coords.shape[0]
+    given = {"steps": steps, "loss": loss, "plane_loss": plane_loss, "residual": residual}
+    arrays = {
+        key: np.full(n, np.nan) if value is None else as_array(value, key, 1, n)
+        for key, value in given.items()
+    }
+    if steps is None:
+        arrays["steps"] = np.arange(n, dtype=np.float64)
+    return PlaneTrajectory(name=str(name), coords=coords, **arrays)
+
+
+def _coords(coords: Any, name: str) -> np.ndarray:
+    coords = as_array(coords, name, ndim=2)
+    if coords.shape[1] != 2 or coords.shape[0] < 1:
+        raise WeightspaceError(
+            f"{name}: expected shape (T, 2), got {coords.shape}; pass one row (a, b) per checkpoint"
+        )
+    return coords
+
+
+def check_trajectories(trajectories: Any, name: str = "trajectories") -> list[PlaneTrajectory]:
+    """``None``, one :class:`~weightspace.landscape.PlaneTrajectory` or a sequence of them,
+    as a list; each is checked (``coords (T, 2)``, ``steps``, ``residual``, ``loss``,
+    ``plane_loss`` all ``(T,)``) and returned as it is (fields given as lists or tensors
+    are made float64 arrays in a copy).
+
+    Raises:
+        WeightspaceError: something other than PlaneTrajectory objects (dicts included), or a
+            field of the wrong shape.
     """
     if trajectories is None:
         return []
-    if isinstance(trajectories, Mapping) or _field(trajectories, "coords") is not None:
-        trajectories = [trajectories]
-    if not isinstance(trajectories, Sequence):
+    if isinstance(trajectories, (list, tuple)):
+        return [_check_one(t, f"{name}[{r}]") for r, t in enumerate(trajectories)]
+    return [_check_one(trajectories, name)]
+
+
+def _check_one(traj: Any, name: str) -> PlaneTrajectory:
+    if not isinstance(traj, PlaneTrajectory):
         raise WeightspaceError(
-            f"trajectories: expected a list of dicts with 'coords', got "
-            f"{type(trajectories).__name__}; pass [{{'coords': coords}}]"
+            f"{name}: expected a weightspace.landscape.PlaneTrajectory, got "
+            f"{type(traj).__name__}; build one with "
+            "weightspace.render.plane_trajectory(coords, name=..., loss=...)"
         )
-    out = []
-    for r, tr in enumerate(trajectories):
-        coords = _field(tr, "coords")
-        if coords is None:
-            raise WeightspaceError(
-                f"trajectories[{r}]: expected a 'coords' entry of shape (T, {dims}), got none; "
-                "add the plane coordinates"
-            )
-        coords = as_array(coords, f"trajectories[{r}].coords", ndim=2)
-        if coords.shape[1] != dims or coords.shape[0] < 1:
-            raise WeightspaceError(
-                f"trajectories[{r}].coords: expected shape (T, {dims}), got {coords.shape}; "
-                "pass one row per checkpoint"
-            )
-        n = coords.shape[0]
-        opt = {}
-        for key in ("steps", "loss", "projected_loss", "residual"):
-            value = _field(tr, key)
-            opt[key] = None if value is None else as_array(value, f"trajectories[{r}].{key}", 1, n)
-        steps = opt.pop("steps")
-        label = _field(tr, "label")
-        out.append(
-            TrajectoryData(
-                coords=coords,
-                steps=np.arange(n, dtype=np.float64) if steps is None else steps,
-                label=f"run {r}" if label is None else str(label),
-                **opt,
-            )
-        )
-    return out
+    coords = _coords(traj.coords, f"{name}.coords")
+    n = coords.shape[0]
+    arrays = {key: as_array(getattr(traj, key), f"{name}.{key}", 1, n) for key in TRAJECTORY_ARRAYS}
+    if all(type(getattr(traj, k)) is np.ndarray for k in ("coords", *TRAJECTORY_ARRAYS)):
+        return traj
+    return dataclasses.replace(traj, coords=coords, **arrays)
 
 
 def as_runs(scores: Any, name: str, min_cols: int = 1) -> list[np.ndarray]:
@@ -276,18 +291,19 @@ def run_color(r: int) -> str:
 
 
 def trajectory_z(
-    tr: TrajectoryData,
+    tr: PlaneTrajectory,
     xs: np.ndarray,
     ys: np.ndarray,
     surface: np.ndarray,
     log: bool,
     clip: float | None,
 ) -> np.ndarray:
-    """Height of a trajectory over the drawn (clipped, logged) ``surface``: its projected
-    loss, else its loss, transformed like the surface, else the surface under it."""
-    z = tr.projected_loss if tr.projected_loss is not None else tr.loss
+    """Height of a trajectory over the drawn (clipped, logged) ``surface``: its loss at the
+    projection (``plane_loss``) if it has finite values, else its true ``loss`` if that has,
+    transformed like the surface; else the surface interpolated under it."""
+    z = next((v for v in (tr.plane_loss, tr.loss) if np.any(np.isfinite(v))), None)
     if z is None:
-        return interpolate_grid(xs, ys, surface, tr.coords)
+        return interpolate_grid(xs, ys, surface, np.asarray(tr.coords, dtype=np.float64))
     z = np.where(np.isfinite(z), z, np.nan)
     if clip is not None:
         z = np.minimum(z, clip)

@@ -7,11 +7,11 @@ logged once per process and returned as a note (for the report); nothing fails.
 
 Example:
     >>> import numpy as np
-    >>> from weightspace.render import animate
+    >>> from weightspace.render import animate, plane_trajectory
     >>> xs = np.linspace(-1, 1, 21)
     >>> coords = np.column_stack([np.linspace(-0.8, 0, 10), np.linspace(0.8, 0, 10)])
     >>> result = animate.animate_trajectory("train", xs, xs, xs[None] ** 2 + xs[:, None] ** 2,
-    ...                                     coords, formats=("gif",))
+    ...                                     plane_trajectory(coords), formats=("gif",))
 """
 
 from __future__ import annotations
@@ -26,11 +26,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from ..curvature import SpectralDensity
 from ..errors import WeightspaceError
+from ..landscape.results import PlaneTrajectory
 from ..store import atomic_path
-from ._common import as_array, check_grid, new_figure, prepare_values, value_label
+from ._common import (
+    as_array,
+    check_grid,
+    check_trajectories,
+    new_figure,
+    prepare_values,
+    value_label,
+)
 
 __all__ = ["AnimationResult", "animate_trajectory", "ffmpeg_available"]
 
@@ -74,19 +82,15 @@ def animate_trajectory(
     xs: Any,
     ys: Any,
     values: Any,
-    coords: Any,
+    trajectory: PlaneTrajectory,
     *,
-    steps: Any = None,
-    density_grid: Any = None,
-    densities: Any = None,
-    sigma: float | None = None,
+    densities: Sequence[SpectralDensity] | None = None,
     formats: Sequence[Literal["gif", "mp4"]] = FORMATS,
     fps: float = 4.0,
     dpi: int = 72,
     figsize: tuple[float, float] = (8.0, 3.4),
     log: bool = False,
     clip: float | None = None,
-    progress: bool = False,
 ) -> AnimationResult:
     """Animate a trajectory growing over a surface, beside the spectrum at each checkpoint.
 
@@ -96,18 +100,19 @@ def animate_trajectory(
         xs: (nx,) first grid axis.
         ys: (ny,) second grid axis.
         values: (ny, nx) surface values, ``values[j, i]`` at ``(xs[i], ys[j])``.
-        coords: (T, 2) plane coordinates of the checkpoints; one frame per checkpoint.
-        steps: optional (T,) training steps, shown in the frame title.
-        density_grid: (G,) eigenvalue positions of ``densities``.
-        densities: optional (T, G) eigenvalue density at each checkpoint (right panel).
-        sigma: Gaussian width of the densities (required with ``densities``), printed.
+        trajectory: the run on the plane, a :class:`~weightspace.landscape.PlaneTrajectory`
+            (one of a surface's ``trajectories``, or
+            :func:`weightspace.render.plane_trajectory` of bare coordinates); one frame per
+            checkpoint, its step in the frame title.
+        densities: optional eigenvalue densities, one per checkpoint on one common grid and
+            width ``σ`` (a spectrum's ``densities``: :func:`weightspace.curvature_along`),
+            drawn in a right panel with ``σ`` printed.
         formats: which of ``"gif"``, ``"mp4"`` to write.
         fps: frames per second.
         dpi: resolution of the frames (pixels = ``figsize · dpi``).
         figsize: frame size in inches.
         log: draw ``log10(values)``.
         clip: values above ``clip`` drawn at ``clip``.
-        progress: show a progress bar over frames.
 
     Returns:
         An :class:`AnimationResult` with the paths written and notes on what was skipped.
@@ -117,29 +122,15 @@ def animate_trajectory(
     """
     xs, ys, values = check_grid(xs, ys, values)
     z = prepare_values(values, log, clip)
-    coords = as_array(coords, "coords", ndim=2)
-    if coords.shape[1] != 2 or coords.shape[0] < 1:
-        raise WeightspaceError(f"coords: expected shape (T, 2), got {coords.shape}")
-    n = coords.shape[0]
-    steps = np.arange(n, dtype=np.float64) if steps is None else as_array(steps, "steps", 1, n)
+    traj = _one_trajectory(trajectory)
+    coords = np.asarray(traj.coords, dtype=np.float64)
+    steps = np.asarray(traj.steps, dtype=np.float64)
+    spectrum = _check_densities(densities, coords.shape[0])
     formats = tuple(formats)
     if not formats or any(f not in FORMATS for f in formats):
         raise WeightspaceError(f"formats: expected some of {FORMATS}, got {formats!r}")
     if not fps > 0:
         raise WeightspaceError(f"fps: expected a positive number, got {fps}")
-    spectrum = None
-    if densities is not None:
-        if density_grid is None or sigma is None:
-            raise WeightspaceError(
-                "densities: also pass density_grid (G,) and sigma (the Gaussian width used)"
-            )
-        grid = as_array(density_grid, "density_grid", ndim=1)
-        dens = as_array(densities, "densities", ndim=2, length=n)
-        if dens.shape[1] != grid.size:
-            raise WeightspaceError(
-                f"densities: expected shape (T, G) = ({n}, {grid.size}), got {dens.shape}"
-            )
-        spectrum = (grid, dens, float(sigma))
     base = Path(path)
     if base.suffix.lower() in (".gif", ".mp4"):
         base = base.with_suffix("")
@@ -151,7 +142,7 @@ def animate_trajectory(
     if "mp4" in formats and ffmpeg is None:
         _report_once(FFMPEG_MISSING)
         notes.append(FFMPEG_MISSING)
-    frames = _draw_frames(xs, ys, z, coords, steps, spectrum, figsize, dpi, log, clip, progress)
+    frames = _draw_frames(xs, ys, z, coords, steps, spectrum, figsize, dpi, log, clip)
     paths: dict[str, Path] = {}
     if "gif" in formats:
         paths["gif"] = _write_gif(base.with_name(base.name + ".gif"), frames, fps)
@@ -164,10 +155,59 @@ def animate_trajectory(
             notes.append(error)
             _report_once(error)
     height, width = frames[0].shape[:2]
-    return AnimationResult(paths=paths, notes=tuple(notes), n_frames=n, size=(width, height))
+    return AnimationResult(
+        paths=paths, notes=tuple(notes), n_frames=len(frames), size=(width, height)
+    )
 
 
-def _draw_frames(xs, ys, z, coords, steps, spectrum, figsize, dpi, log, clip, progress):
+def _one_trajectory(trajectory: Any) -> PlaneTrajectory:
+    trajs = check_trajectories(trajectory, "trajectory")
+    if len(trajs) != 1:
+        raise WeightspaceError(
+            f"trajectory: expected one PlaneTrajectory, got {len(trajs)}; animate one run "
+            "at a time, e.g. surface.trajectories[0]"
+        )
+    return trajs[0]
+
+
+def _check_densities(densities: Any, n: int) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """``(grid (G,), densities (T, G), sigma)`` from one SpectralDensity per checkpoint."""
+    if densities is None:
+        return None
+    if isinstance(densities, SpectralDensity) or not isinstance(densities, (list, tuple)):
+        raise WeightspaceError(
+            f"densities: expected a sequence of SpectralDensity (one per checkpoint), got "
+            f"{type(densities).__name__}; pass a spectrum's densities"
+        )
+    if len(densities) != n:
+        raise WeightspaceError(
+            f"densities: expected one per checkpoint ({n}), got {len(densities)}; compute the "
+            "spectrum at the trajectory's steps"
+        )
+    for q, d in enumerate(densities):
+        if not isinstance(d, SpectralDensity):
+            raise WeightspaceError(
+                f"densities[{q}]: expected a SpectralDensity, got {type(d).__name__}"
+            )
+    grid = as_array(densities[0].grid, "densities[0].grid", ndim=1)
+    sigma = float(densities[0].sigma)
+    for q, d in enumerate(densities):
+        same = np.shape(d.grid) == grid.shape and np.allclose(d.grid, grid)
+        if not same or float(d.sigma) != sigma:
+            raise WeightspaceError(
+                f"densities[{q}]: expected the grid and sigma of densities[0] (σ = {sigma:.3g}), "
+                f"got another (σ = {float(d.sigma):.3g}); smooth all on one grid and width"
+            )
+    dens = np.stack(
+        [
+            as_array(d.density, f"densities[{q}].density", 1, grid.size)
+            for q, d in enumerate(densities)
+        ]
+    )
+    return grid, dens, sigma
+
+
+def _draw_frames(xs, ys, z, coords, steps, spectrum, figsize, dpi, log, clip):
     """(T,) list of (H, W, 3) uint8 frames.
 
     The surface, axes and layout are drawn once; each frame restores that background and
@@ -200,7 +240,7 @@ def _draw_frames(xs, ys, z, coords, steps, spectrum, figsize, dpi, log, clip, pr
     fig.set_layout_engine("none")  # keep that layout for every frame
     background = canvas.copy_from_bbox(fig.bbox)
     frames = []
-    for t in tqdm(range(coords.shape[0]), desc="frames", disable=not progress, leave=False):
+    for t in range(coords.shape[0]):
         path_line.set_data(coords[: t + 1, 0], coords[: t + 1, 1])
         head.set_data(coords[t : t + 1, 0], coords[t : t + 1, 1])
         title.set_text(f"step {steps[t]:.0f}")

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import WeightspaceError
 from ..store import atomic_path
-from ._common import as_trajectories, check_grid, prepare_values, trajectory_z
+from ._common import check_grid, check_trajectories, prepare_values, trajectory_z
 
 __all__ = ["surface_mesh", "write_ply", "write_vtk"]
 
@@ -167,7 +167,7 @@ def write_vtk(
 
     Points ``0 .. nx·ny−1`` are the grid (quads); the points of trajectory ``r`` follow, in
     order, joined by line segments. Point data: ``loss`` (the grid's values; a trajectory's
-    ``loss`` if given, else NaN), ``height`` (drawn height before ``z_scale``), ``run``
+    true ``loss``, NaN where not known), ``height`` (drawn height before ``z_scale``), ``run``
     (−1 on the grid, ``r`` on trajectory ``r``) and ``step`` (NaN on the grid).
 
     Args:
@@ -175,9 +175,10 @@ def write_vtk(
         xs: (nx,) first grid axis.
         ys: (ny,) second grid axis.
         values: (ny, nx) surface values.
-        trajectories: None, or a list of dicts/objects with ``coords (T, 2)`` and optional
-            ``steps``, ``loss``, ``projected_loss`` (a path is drawn at its projected loss,
-            else its loss, else on the surface).
+        trajectories: None, one :class:`~weightspace.landscape.PlaneTrajectory` or a list of
+            them (for bare coordinates, :func:`weightspace.render.plane_trajectory`); a path
+            is drawn at its ``plane_loss`` where that has finite values, else at its ``loss``,
+            else on the surface.
         log: heights from ``log10(values)``.
         clip: heights above ``clip`` are cut to ``clip``.
         z_scale: factor applied to the heights.
@@ -194,7 +195,7 @@ def write_vtk(
     meshio = _meshio()
     xs_, ys_, vals = check_grid(xs, ys, values)
     points, quads, loss, height = surface_mesh(xs_, ys_, vals, log=log, clip=clip, z_scale=z_scale)
-    trajs = as_trajectories(trajectories)
+    trajs = check_trajectories(trajectories)
     surface = height.reshape(ys_.size, xs_.size)
     pts, lines = [points], []
     data = {"loss": [loss], "height": [height], "run": [np.full(len(loss), -1.0)]}
@@ -206,7 +207,7 @@ def write_vtk(
         tz = np.where(np.isfinite(tz), tz, np.nanmax(surface))  # off the grid: at the top
         pts.append(np.column_stack([t.coords, tz * z_scale]))
         lines.append(np.column_stack([np.arange(n - 1), np.arange(1, n)]) + start)
-        data["loss"].append(t.loss if t.loss is not None else np.full(n, np.nan))
+        data["loss"].append(t.loss)
         data["height"].append(tz)
         data["run"].append(np.full(n, float(r)))
         data["step"].append(t.steps)

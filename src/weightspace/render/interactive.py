@@ -26,8 +26,8 @@ from ..errors import WeightspaceError
 from ._common import (
     as_array,
     as_runs,
-    as_trajectories,
     check_grid,
+    check_trajectories,
     labels_for,
     prepare_values,
     run_color,
@@ -69,9 +69,10 @@ def surface_figure(
         xs: (nx,) first grid axis.
         ys: (ny,) second grid axis.
         values: (ny, nx) ``values[j, i]`` at ``(xs[i], ys[j])``; NaN/inf are gaps.
-        trajectories: None, or a list of dicts/objects with ``coords (T, 2)`` and optional
-            ``steps``, ``loss``, ``projected_loss``, ``residual`` (each (T,)) and ``label``.
-            A path is drawn at its projected loss, else its loss, else on the surface.
+        trajectories: None, one :class:`~weightspace.landscape.PlaneTrajectory` or a list of
+            them (for bare coordinates, :func:`weightspace.render.plane_trajectory`). A path
+            is drawn at its ``plane_loss`` (loss at the projection) where that has finite
+            values, else at its true ``loss``, else on the surface; NaN shows as "n/a".
         log: show ``log10(values)``.
         clip: values above ``clip`` are shown at ``clip``.
         value_name: what the values are.
@@ -84,7 +85,7 @@ def surface_figure(
     go = _go()
     xs, ys, values = check_grid(xs, ys, values)
     z = prepare_values(values, log, clip)
-    trajs = as_trajectories(trajectories)
+    trajs = check_trajectories(trajectories)
     zlabel = html.escape(value_label(value_name, log, clip))
     fig = go.Figure()
     fig.add_trace(
@@ -104,11 +105,9 @@ def surface_figure(
         text = []
         for q in range(t.coords.shape[0]):
             lines = [f"step {_fmt(t.steps[q], '.0f')}"]
-            for key, name in (("loss", "loss"), ("projected_loss", "projected loss")):
-                arr = getattr(t, key)
-                lines.append(f"{name} {_fmt(None if arr is None else arr[q])}")
-            res = None if t.residual is None else t.residual[q]
-            lines.append(f"off-plane residual {_fmt(res, '.3g')}")
+            lines.append(f"loss {_fmt(t.loss[q])}")
+            lines.append(f"projected loss {_fmt(t.plane_loss[q])}")
+            lines.append(f"off-plane residual {_fmt(t.residual[q], '.3g')}")
             text.append("<br>".join(lines))
         sizes = np.full(t.coords.shape[0], 3.0)
         sizes[-1] = 7.0
@@ -118,7 +117,7 @@ def surface_figure(
                 y=t.coords[:, 1],
                 z=tz,
                 mode="lines+markers",
-                name=html.escape(t.label),
+                name=html.escape(str(t.name)),
                 line={"color": run_color(r), "width": 5},
                 marker={"size": sizes, "color": run_color(r)},
                 text=text,
@@ -214,8 +213,11 @@ def scatter_figure(
 def _per_run(value: Any, runs: list[np.ndarray], name: str) -> list[Any]:
     if value is None:
         return [None] * len(runs)
-    if isinstance(value, Mapping) or (len(runs) == 1 and np.ndim(value) == 1):
-        value = [value]
+    per_run = isinstance(value, (list, tuple)) and all(
+        isinstance(v, Mapping) or np.ndim(v) >= 1 for v in value
+    )
+    if isinstance(value, Mapping) or (len(runs) == 1 and not per_run):
+        value = [value]  # one run's values, not a list of them
     value = list(value)
     if len(value) != len(runs):
         raise WeightspaceError(

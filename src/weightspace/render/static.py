@@ -30,8 +30,8 @@ from ..errors import WeightspaceError
 from ..store import atomic_path
 from ._common import (
     as_array,
-    as_trajectories,
     check_grid,
+    check_trajectories,
     new_figure,
     new_or_given,
     prepare_values,
@@ -82,9 +82,7 @@ def plot_surface_contour(
     levels: int = 20,
     color_by: Literal["step", "loss"] = "step",
     cmap: str = "viridis",
-    value_name: str = "loss",
-    xlabel: str = "α (direction 1)",
-    ylabel: str = "β (direction 2)",
+    axis_titles: tuple[str, str, str] = ("α (direction 1)", "β (direction 2)", "loss"),
     title: str | None = None,
     ax: Any = None,
 ):
@@ -94,18 +92,17 @@ def plot_surface_contour(
         xs: (nx,) first grid axis, increasing.
         ys: (ny,) second grid axis, increasing.
         values: (ny, nx) ``values[j, i]`` at ``(xs[i], ys[j])``; NaN/inf are left blank.
-        trajectories: None, or a list of dicts/objects with ``coords (T, 2)`` and optional
-            ``steps (T,)``, ``loss (T,)``, ``residual (T,)``, ``label``. Points are coloured by
-            step or loss; the start is a circle, the end a star; the largest off-plane residual
-            is given in the legend.
+        trajectories: None, one :class:`~weightspace.landscape.PlaneTrajectory` or a list of
+            them (a surface's ``trajectories``; for bare coordinates build one with
+            :func:`weightspace.render.plane_trajectory`). Points are coloured by step or
+            loss; the start is a circle, the end a star; the largest finite off-plane
+            residual is given in the legend.
         log: draw ``log10(values)`` (values must be positive).
         clip: values above ``clip`` are drawn at ``clip`` (divergent regions stay blank).
         levels: number of contour levels.
         color_by: colour trajectory points by ``"step"`` or by ``"loss"``.
         cmap: colour map of the surface.
-        value_name: what the values are, for the colour bar.
-        xlabel: label of the x axis.
-        ylabel: label of the y axis.
+        axis_titles: labels of the x axis, the y axis and the values (the colour bar).
         title: optional title.
         ax: a 2-D Axes to draw on, or None for a new figure.
 
@@ -113,18 +110,21 @@ def plot_surface_contour(
         ``(fig, ax)``.
 
     Raises:
-        WeightspaceError: bad shapes, ``log`` with non-positive values, or ``color_by="loss"``
-            for a trajectory without ``loss``.
+        WeightspaceError: bad shapes, trajectories that are not PlaneTrajectory objects,
+            ``log`` with non-positive values, or ``color_by="loss"`` for a trajectory without
+            a finite ``loss``.
     """
     xs, ys, values = check_grid(xs, ys, values)
     z = prepare_values(values, log, clip)
-    trajs = as_trajectories(trajectories)
+    trajs = check_trajectories(trajectories)
     if color_by not in ("step", "loss"):
         raise WeightspaceError(f"color_by: expected 'step' or 'loss', got {color_by!r}")
-    if color_by == "loss" and any(t.loss is None for t in trajs):
+    if color_by == "loss" and any(not np.any(np.isfinite(t.loss)) for t in trajs):
         raise WeightspaceError(
-            "color_by: 'loss' needs a 'loss' entry in every trajectory; add it or use 'step'"
+            "color_by: 'loss' needs finite loss values in every trajectory, got a trajectory "
+            "without; give each its loss or use 'step'"
         )
+    xlabel, ylabel, value_name = _titles(axis_titles)
     fig, ax = new_or_given(ax, (6.0, 4.8))
     filled = ax.contourf(xs, ys, z, levels=levels, cmap=cmap)
     ax.contour(
@@ -149,6 +149,15 @@ def plot_surface_contour(
     return fig, ax
 
 
+def _titles(axis_titles: Any) -> tuple[str, str, str]:
+    if isinstance(axis_titles, str) or len(axis_titles) != 3:
+        raise WeightspaceError(
+            f"axis_titles: expected three labels (x, y, values), got {axis_titles!r}; pass "
+            "e.g. ('α', 'β', 'loss')"
+        )
+    return tuple(str(t) for t in axis_titles)
+
+
 def _draw_trajectories(fig, ax, trajs, color_by) -> None:
     key = "steps" if color_by == "step" else "loss"
     allc = np.concatenate([getattr(t, key) for t in trajs])
@@ -157,8 +166,8 @@ def _draw_trajectories(fig, ax, trajs, color_by) -> None:
     sc = None
     for r, t in enumerate(trajs):
         color = run_color(r)
-        label = t.label
-        if t.residual is not None and np.any(np.isfinite(t.residual)):
+        label = str(t.name)
+        if np.any(np.isfinite(t.residual)):
             label += f" (off-plane residual ≤ {np.nanmax(t.residual):.2g})"
         x, y = t.coords[:, 0], t.coords[:, 1]
         ax.plot(x, y, color=color, lw=1.2, label=label, zorder=3)
@@ -190,9 +199,7 @@ def plot_surface_3d(
     log: bool = False,
     clip: float | None = None,
     cmap: str = "viridis",
-    value_name: str = "loss",
-    xlabel: str = "α",
-    ylabel: str = "β",
+    axis_titles: tuple[str, str, str] = ("α", "β", "loss"),
     title: str | None = None,
     ax: Any = None,
 ):
@@ -203,13 +210,12 @@ def plot_surface_3d(
         ys: (ny,) second grid axis.
         values: (ny, nx) ``values[j, i]`` at ``(xs[i], ys[j])``; NaN/inf are left out.
         trajectories: as in :func:`plot_surface_contour`; a trajectory's height is its
-            ``projected_loss``, else its ``loss``, else the surface interpolated under it.
+            ``plane_loss`` (the loss at its projection) where that has finite values, else its
+            true ``loss`` where that has, else the surface interpolated under it.
         log: draw ``log10(values)``.
         clip: values above ``clip`` are drawn at ``clip``.
         cmap: colour map.
-        value_name: what the values are, for the z label.
-        xlabel: label of the x axis.
-        ylabel: label of the y axis.
+        axis_titles: labels of the x axis, the y axis and the values (the z axis).
         title: optional title.
         ax: a 3-D Axes (``fig.add_subplot(projection="3d")``), or None.
 
@@ -218,7 +224,8 @@ def plot_surface_3d(
     """
     xs, ys, values = check_grid(xs, ys, values)
     z = prepare_values(values, log, clip)
-    trajs = as_trajectories(trajectories)
+    trajs = check_trajectories(trajectories)
+    xlabel, ylabel, value_name = _titles(axis_titles)
     fig, ax = new_or_given(ax, (6.0, 5.0), three_d=True)
     gx, gy = np.meshgrid(xs, ys)  # (ny, nx), like values
     masked = np.ma.masked_invalid(z)
@@ -237,7 +244,7 @@ def plot_surface_3d(
     )
     for r, t in enumerate(trajs):
         tz = trajectory_z(t, xs, ys, z, log, clip)
-        ax.plot(t.coords[:, 0], t.coords[:, 1], tz, color=run_color(r), lw=2, label=t.label)
+        ax.plot(t.coords[:, 0], t.coords[:, 1], tz, color=run_color(r), lw=2, label=str(t.name))
         ax.scatter(
             t.coords[-1:, 0], t.coords[-1:, 1], tz[-1:], marker="*", s=60, color=run_color(r)
         )
@@ -260,7 +267,7 @@ def plot_contour_and_mesh(
         values: (ny, nx) surface values.
         trajectories: as in :func:`plot_surface_contour`.
         ax: None, or a pair ``(ax_2d, ax_3d)`` to draw on.
-        **kwargs: ``log``, ``clip``, ``cmap``, ``value_name``, ``title`` for both panels.
+        **kwargs: ``log``, ``clip``, ``cmap``, ``axis_titles``, ``title`` for both panels.
 
     Returns:
         ``(fig, (ax_2d, ax_3d))``.

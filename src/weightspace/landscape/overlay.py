@@ -7,23 +7,31 @@ Evaluated by the same engine as the grids (:mod:`weightspace.landscape`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .buffers import snapshot_states
-from .checks import as_vector
-from .directions import cosine
-from .errors import LayoutMismatchError, WeightspaceError
-from .landscape import PlaneTrajectory, _affine_writer, _prepare, _run
-from .objective import Objective
+from ..buffers import snapshot_states
+from ..checks import as_vector
+from ..directions import cosine
+from ..errors import LayoutMismatchError, WeightspaceError
+from ..objective import Objective
+from ._engine import EngineOptions
+from .grid import _affine_writer, _prepare, _run
+from .results import PlaneTrajectory
+
+__all__ = ["plane_coordinates", "plane_extent", "points_losses", "trajectories_on_plane"]
 
 
 def points_losses(
-    objective: Objective, points: Any, *, check: bool = False, **options: Any
+    objective: Objective,
+    points: Any,
+    *,
+    check: bool = False,
+    engine: EngineOptions | Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Mean loss at each of ``points``, through the same engine as the grids.
 
@@ -64,7 +72,10 @@ def points_losses(
             out.copy_(t[torch.as_tensor(idx, device=t.device)])
 
     c = as_vector(first, n, "points[0]", dtype=dtype, device=objective.device)
-    values, *_ = _run(objective, c, write, count, key, check, options, "points", state)
+    opts = EngineOptions.of(engine)
+    values, *_ = _run(
+        objective, c, write, count, key, "points", check=check, engine=opts, state=state
+    )
     return values
 
 
@@ -77,7 +88,7 @@ def trajectories_on_plane(
     *,
     names: Sequence[str] | None = None,
     losses: bool = True,
-    **options: Any,
+    engine: EngineOptions | Mapping[str, Any] | None = None,
 ) -> tuple[PlaneTrajectory, ...]:
     """Runs drawn on a plane: coordinates, residuals, true loss beside the plane's loss.
 
@@ -91,11 +102,12 @@ def trajectories_on_plane(
         names: labels (default: run directory names, or ``run0``, ``run1``, ...).
         losses: evaluate the true and the projected loss of every snapshot (2T points
             per run); False leaves them NaN.
-        **options: engine options, as in :func:`evaluate_plane` (no checkpoints).
+        engine: how to evaluate, as in :func:`evaluate_plane`.
 
     Returns:
         one :class:`PlaneTrajectory` per run.
     """
+    opts = EngineOptions.of(engine)
     c, (v1, v2) = _prepare(objective, center, {"d1": d1, "d2": d2})
     out = []
     for k, traj in enumerate(trajectories):
@@ -106,10 +118,11 @@ def trajectories_on_plane(
         nan = np.full(len(coords), np.nan)
         true = plane = nan
         if losses:
-            true = points_losses(objective, traj, **options)
+            true = points_losses(objective, traj, engine=opts)
             write = _affine_writer(c, [v1, v2], coeffs=coords)
+            key = (c, v1, v2, coords)
             plane, *_ = _run(
-                objective, c, write, len(coords), (c, v1, v2, coords), False, options, "plane"
+                objective, c, write, len(coords), key, "plane", check=False, engine=opts
             )
         out.append(PlaneTrajectory(name, steps, coords, residual, true, plane))
     return tuple(out)

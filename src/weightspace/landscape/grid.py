@@ -18,96 +18,25 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import parallel
-from .buffers import INTERPOLATION_RULE, RECOMPUTE_RULE, interpolated, recomputed
-from .checks import as_vector
-from .directions import cosine
-from .engine import aggregate, evaluate_points, resolve_channels_last
-from .errors import WeightspaceError
-from .objective import Objective
-from .store import load_result, save_result
+from .. import parallel
+from ..buffers import INTERPOLATION_RULE, RECOMPUTE_RULE, interpolated, recomputed
+from ..checks import as_vector
+from ..directions import cosine
+from ..errors import WeightspaceError
+from ..objective import Objective
+from ._engine import EngineOptions, StateFn, aggregate, resolve_channels_last
+from ._points import evaluate_points
+from .results import Line, Surface
+
+__all__ = ["check_axis", "evaluate_line", "evaluate_plane", "grid_axis"]
 
 logger = logging.getLogger(__name__)
 CENTRE_RULE = "the centre's at every point (the objective's buffers)"
-
-
-# ---------------------------------------------------------------------------- results
-@dataclass(frozen=True)
-class Surface:
-    """A 2-D loss landscape.
-
-    Attributes:
-        xs: ``(nx,)`` coordinates along ``d1``; ys: ``(ny,)`` along ``d2``.
-        values: ``(ny, nx)`` mean loss, ``values[j, i]`` at ``(xs[i], ys[j])``; NaN where
-            the loss was not finite.
-        stderr: ``(ny, nx)`` standard error over batches (NaN with one batch).
-        accuracy: ``(ny, nx)`` for classification, else None.
-        n_nonfinite: how many points had a non-finite loss.
-        metadata: objective, directions, grid, engine options and their deviations, timing.
-        trajectories: runs drawn on the plane (:class:`PlaneTrajectory`).
-    """
-
-    xs: np.ndarray
-    ys: np.ndarray
-    values: np.ndarray
-    stderr: np.ndarray
-    accuracy: np.ndarray | None
-    n_nonfinite: int
-    metadata: dict[str, Any] = field(default_factory=dict)
-    trajectories: tuple[PlaneTrajectory, ...] = ()
-
-
-@dataclass(frozen=True)
-class Line:
-    """A 1-D loss profile ``L(start + alpha*direction)``.
-
-    Attributes:
-        alphas: ``(P,)``; values, stderr: ``(P,)``; accuracy: ``(P,)`` or None.
-        n_nonfinite: how many points had a non-finite loss.
-        barrier: height of the loss above the straight line between the values at alpha=0
-            and alpha=1, ``max_a L(a) - ((1-a) L(0) + a L(1))`` over the points in [0, 1]
-            (Frankle et al. 2020); NaN unless 0 and 1 are among the alphas.
-        monotonic: True when the loss never increases from alpha=0 to alpha=1 (Goodfellow
-            et al. 2015's monotonic decrease); None unless 0 and 1 are among the alphas.
-        metadata: as for :class:`Surface`.
-    """
-
-    alphas: np.ndarray
-    values: np.ndarray
-    stderr: np.ndarray
-    accuracy: np.ndarray | None
-    n_nonfinite: int
-    barrier: float
-    monotonic: bool | None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PlaneTrajectory:
-    """One run on a plane: coordinates in grid units, off-plane residual, losses.
-
-    Attributes:
-        name: the run's label; steps: ``(T,)``.
-        coords: ``(T, 2)`` least-squares ``(a, b)`` of each snapshot.
-        residual: ``(T,)`` relative off-plane distance ``||r|| / ||theta - c||``.
-        loss: ``(T,)`` the true loss at each snapshot.
-        plane_loss: ``(T,)`` the loss at its projection ``c + a d1 + b d2`` (what the
-            surface shows there).
-    """
-
-    name: str
-    steps: np.ndarray
-    coords: np.ndarray
-    residual: np.ndarray
-    loss: np.ndarray
-    plane_loss: np.ndarray
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -171,14 +100,16 @@ def _run(
     write: Callable[[np.ndarray, torch.Tensor], None],
     n_points: int,
     key_parts: tuple[Any, ...],
-    check: bool,
-    options: Mapping[str, Any],
     desc: str,
-    state: Callable[[np.ndarray, torch.Tensor], torch.Tensor] | None = None,
+    *,
+    check: bool,
+    engine: EngineOptions,
+    state: StateFn | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int, dict[str, Any]]:
     """Evaluate ``n_points`` points written by ``write`` (reading the buffers ``state``
     gives, when given); values, stderr, accuracy, info."""
-    opts = dict(options)
     if check:
         objective.check()  # the objective reproduces the model's own loss
         center_loss = objective.check(c)  # determinism probe, finite loss at the centre
@@ -189,12 +120,21 @@ def _run(
         objective.metadata,
         objective.buffer_vector(),
         str(c.dtype),
-        [opts.get("precision", "full")],
-        resolve_channels_last(objective, opts.get("channels_last")),
-        opts.get("points_per_pass", 1),
+        [engine.precision],
+        resolve_channels_last(objective, engine.channels_last),
+        engine.points_per_pass,
     )
     data, info = evaluate_points(
-        objective, write, n_points, dtype=c.dtype, key=key, desc=desc, state=state, **opts
+        objective,
+        write,
+        n_points,
+        dtype=c.dtype,
+        key=key,
+        engine=engine,
+        checkpoint=checkpoint,
+        resume=resume,
+        desc=desc,
+        state=state,
     )
     info["center_loss"] = center_loss
     cls = objective.metadata["task"] == "classification"
@@ -230,10 +170,12 @@ def evaluate_plane(
     xs: Any,
     ys: Any,
     *,
+    engine: EngineOptions | Mapping[str, Any] | None = None,
     check: bool = True,
     recompute_bn: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
     metadata: Mapping[str, Any] | None = None,
-    **options: Any,
 ) -> Surface:
     """The loss on the plane ``center + x*d1 + y*d2`` at every grid point.
 
@@ -251,12 +193,11 @@ def evaluate_plane(
         recompute_bn: re-estimate BatchNorm statistics at every point (one pass over the
             training data per point; :func:`weightspace.buffers.recompute_batchnorm`).
         metadata: extra facts to record (directions, runs, data subset).
-        **options: ``compile`` ("auto" | "on" | "off"; auto compiles when the expected
-            eager time repays the compilation, or a compiled engine exists), ``precision``
-            ("full" | "bf16"), ``channels_last`` (None: on for image inputs on the CPU),
-            ``points_per_pass`` (vmap), ``checkpoint`` (path prefix),
-            ``resume``, ``checkpoint_every`` (points), ``checkpoint_seconds``,
-            ``keep_checkpoint``, ``progress``.
+        engine: how to evaluate (:class:`EngineOptions`, or a mapping of its fields):
+            compilation, bf16, channels-last, points per pass, checkpoint cadence, progress.
+        checkpoint: path prefix of per-rank partial files, written as points complete and
+            removed when the surface is done (None: no checkpoints).
+        resume: continue from the partial files of the same work at ``checkpoint``.
 
     Returns:
         :class:`Surface` with ``values[j, i] = L(center + xs[i]*d1 + ys[j]*d2)``.
@@ -265,12 +206,14 @@ def evaluate_plane(
         WeightspaceError: shapes that do not match the objective's layout, a zero
         direction, fewer than 2 points or a reversed axis, a non-deterministic objective.
 
-    Example:
-        >>> surf = evaluate_plane(obj, c, d[0], d[1], np.linspace(-1, 1, 31),
-        ...                       np.linspace(-1, 1, 21))       # doctest: +SKIP
-        >>> surf.values.shape                                   # doctest: +SKIP
-        (21, 31)
+    Example::
+
+        surf = evaluate_plane(obj, c, d[0], d[1], np.linspace(-1, 1, 31),
+                              np.linspace(-1, 1, 21))
+        surf.values.shape
+        # -> (21, 31)
     """
+    engine = EngineOptions.of(engine)  # a misspelt option fails here, before any evaluation
     xs, ys = check_axis(xs, "xs"), check_axis(ys, "ys")
     c, (v1, v2) = _prepare(objective, center, {"d1": d1, "d2": d2})
     gx, gy = np.meshgrid(xs, ys)  # (ny, nx): row-major point p = j*nx + i
@@ -279,7 +222,17 @@ def evaluate_plane(
     state, rule = (recomputed(objective), RECOMPUTE_RULE) if recompute_bn else (None, CENTRE_RULE)
     key = (c, v1, v2, coeffs, rule)
     values, stderr, acc, n_bad, info = _run(
-        objective, c, write, len(coeffs), key, check, options, "surface", state
+        objective,
+        c,
+        write,
+        len(coeffs),
+        key,
+        "surface",
+        check=check,
+        engine=engine,
+        state=state,
+        checkpoint=checkpoint,
+        resume=resume,
     )
     shape = (len(ys), len(xs))
     meta = {
@@ -302,6 +255,7 @@ def evaluate_plane(
         None if acc is None else acc.reshape(shape),
         n_bad,
         meta,
+        directions=torch.stack([v1, v2]).cpu().numpy(),
     )
 
 
@@ -311,11 +265,13 @@ def evaluate_line(
     direction: Any,
     alphas: Any = None,
     *,
+    engine: EngineOptions | Mapping[str, Any] | None = None,
     check: bool = True,
     end_buffers: Mapping[str, torch.Tensor] | None = None,
     recompute_bn: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
     metadata: Mapping[str, Any] | None = None,
-    **options: Any,
 ) -> Line:
     """The loss along ``start + alpha*direction`` (Goodfellow et al. 2015).
 
@@ -334,11 +290,13 @@ def evaluate_line(
         alphas: ``(P,)`` strictly increasing; default ``linspace(-0.5, 1.5, 41)``.
         end_buffers: the end point's buffers (name -> tensor), e.g.
             ``traj.buffers(-1)``.
-        check, recompute_bn, metadata, **options: as in :func:`evaluate_plane`.
+        engine, check, recompute_bn, checkpoint, resume, metadata: as in
+            :func:`evaluate_plane`.
 
     Returns:
         :class:`Line`.
     """
+    engine = EngineOptions.of(engine)  # a misspelt option fails here, before any evaluation
     alphas = check_axis(np.linspace(-0.5, 1.5, 41) if alphas is None else alphas, "alphas")
     c, (d,) = _prepare(objective, start, {"direction": direction})
     coeffs = alphas[:, None]
@@ -351,7 +309,17 @@ def evaluate_line(
         rule = INTERPOLATION_RULE
     key = (c, d, coeffs, rule, extra)
     values, stderr, acc, n_bad, info = _run(
-        objective, c, write, len(alphas), key, check, options, "line", state
+        objective,
+        c,
+        write,
+        len(alphas),
+        key,
+        "line",
+        check=check,
+        engine=engine,
+        state=state,
+        checkpoint=checkpoint,
+        resume=resume,
     )
     barrier, monotonic = _barrier(alphas, values)
     meta = {
@@ -381,75 +349,3 @@ def _barrier(alphas: np.ndarray, values: np.ndarray) -> tuple[float, bool | None
     chord = (1 - a) * v[0] + a * v[-1]
     tol = 1e-6 * max(1.0, float(np.abs(v).max()))
     return float((v - chord).max()), bool((np.diff(v) <= tol).all())
-
-
-# ---------------------------------------------------------------------------- files
-def save_surface(surface: Surface, path: str | os.PathLike) -> Path:
-    """Write a surface as ``path.npz`` + ``path.json`` (atomic); returns the ``.npz``."""
-    arrays: dict[str, np.ndarray] = {
-        "xs": surface.xs,
-        "ys": surface.ys,
-        "values": surface.values,
-        "stderr": surface.stderr,
-    }
-    if surface.accuracy is not None:
-        arrays["accuracy"] = surface.accuracy
-    names = []
-    for k, t in enumerate(surface.trajectories):
-        names.append(t.name)
-        for f in ("steps", "coords", "residual", "loss", "plane_loss"):
-            arrays[f"traj{k}_{f}"] = getattr(t, f)
-    meta = {**surface.metadata, "n_nonfinite": surface.n_nonfinite, "trajectories": names}
-    return save_result(path, "surface", arrays, meta)
-
-
-def load_surface(path: str | os.PathLike) -> Surface:
-    """Read a surface written by :func:`save_surface`."""
-    arrays, meta = load_result(path)
-    if meta.get("kind") != "surface":
-        raise WeightspaceError(f"{path}: a {meta.get('kind')!r} result, expected a surface")
-    trajs = tuple(
-        PlaneTrajectory(
-            name,
-            *(
-                arrays[f"traj{k}_{f}"]
-                for f in ("steps", "coords", "residual", "loss", "plane_loss")
-            ),
-        )
-        for k, name in enumerate(meta.get("trajectories", []))
-    )
-    return Surface(
-        arrays["xs"],
-        arrays["ys"],
-        arrays["values"],
-        arrays["stderr"],
-        arrays.get("accuracy"),
-        int(meta.get("n_nonfinite", 0)),
-        meta,
-        trajs,
-    )
-
-
-def save_line(line: Line, path: str | os.PathLike) -> Path:
-    """Write a line as ``path.npz`` + ``path.json`` (atomic); returns the ``.npz``."""
-    arrays = {"alphas": line.alphas, "values": line.values, "stderr": line.stderr}
-    if line.accuracy is not None:
-        arrays["accuracy"] = line.accuracy
-    return save_result(path, "line", arrays, line.metadata)
-
-
-def load_line(path: str | os.PathLike) -> Line:
-    """Read a line written by :func:`save_line`."""
-    arrays, meta = load_result(path)
-    if meta.get("kind") != "line":
-        raise WeightspaceError(f"{path}: a {meta.get('kind')!r} result, expected a line")
-    return Line(
-        arrays["alphas"],
-        arrays["values"],
-        arrays["stderr"],
-        arrays.get("accuracy"),
-        int(meta.get("n_nonfinite", 0)),
-        float(meta.get("barrier", math.nan)),
-        meta.get("monotonic"),
-        meta,
-    )

@@ -1,38 +1,31 @@
-"""Snapshot sources, column streaming and the T×T Gram matrix.
+"""The one snapshot streamer: parameter columns of every snapshot, block by block.
 
-Every projection here works on the ``T × T`` Gram matrix of the snapshots, never on a dense
-``T × n`` copy: parameter columns are streamed in blocks across all snapshots
-(memory-mapped runs or in-memory arrays), each block is multiplied with BLAS ``syrk`` in the
-block's dtype and added to a float64 accumulator. Before the multiplication a block is
-translated by its own column mean, which leaves every centred quantity unchanged (centring is
-then applied exactly to the Gram matrix) and keeps float32 round-off relative to the spread
-of the trajectory instead of to the size of the weights.
+Projections, Gram matrices and path metrics never hold a dense ``T × n`` copy of a run:
+:func:`iter_blocks` yields ``(T, c)`` blocks of parameter columns across all snapshots of one
+run, several runs (stacked in run order) or an in-memory array, within a memory budget.
+Snapshots on disk are read by ``pread`` straight into the block, so resident memory stays at
+one block however large the run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
-from scipy.linalg import blas, eigh
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from ..checks import positive_int
 from ..errors import WeightspaceError
 from ..layout import ParamLayout
 from ..store import read_npy_header
-from ..trajectory import DEFAULT_MAX_BYTES, Trajectory
+from ..trajectory import Trajectory
 
+DEFAULT_MAX_BYTES = 256 * 2**20
 MAX_OPEN_FILES = 256
-SINGLE_THREAD_EIGEN_MAX_T = 2000
-Centering = Literal["mean", "final", "none"]
-Distance = Literal["cosine", "euclidean", "cosine_raw"]
 SnapshotInput = Trajectory | np.ndarray | torch.Tensor | Sequence[Trajectory | np.ndarray]
 
 
@@ -74,6 +67,7 @@ class Snapshots:
 
     Attributes:
         rows: one :class:`FileRow` or ``(n,)`` array per snapshot, ``T`` in all.
+        n: parameters per snapshot.
         dtype: dtype of streamed blocks (float64 if any source is float64, else float32).
         run_lengths: snapshots per run.
         labels: one label per run (metadata ``"label"``, the directory name, or ``run{i}``).
@@ -103,6 +97,39 @@ class Snapshots:
         """Split a ``(T, ...)`` array into one array per run."""
         return [values[s] for s in self.run_slices]
 
+    def take(self, indices: Sequence[int]) -> Snapshots:
+        """The snapshots at ``indices`` (positions in the stacked order), in that order.
+
+        Consecutive picks from the same run stay one run, with their own steps and label, so
+        errors still name the run and step of a snapshot.
+
+        Example:
+            >>> snaps = as_snapshots([np.zeros((3, 2)), np.ones((2, 2))])
+            >>> sub = snaps.take([4, 0, 2])
+            >>> sub.run_lengths, sub.labels, [s.tolist() for s in sub.steps]
+            ((1, 2), ('run1', 'run0'), [[1], [0, 2]])
+        """
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size == 0 or idx.min() < 0 or idx.max() >= len(self):
+            raise WeightspaceError(
+                f"indices: expected positions in 0..{len(self) - 1}, got {idx.tolist()}; "
+                "index the stacked snapshots"
+            )
+        run_of = np.repeat(np.arange(len(self.run_lengths)), self.run_lengths)
+        first = np.cumsum((0, *self.run_lengths))[:-1]
+        groups = [list(g) for _, g in itertools.groupby(idx.tolist(), key=lambda i: run_of[i])]
+        runs = [int(run_of[g[0]]) for g in groups]
+        return Snapshots(
+            rows=tuple(self.rows[i] for i in idx),
+            n=self.n,
+            dtype=self.dtype,
+            run_lengths=tuple(len(g) for g in groups),
+            labels=tuple(self.labels[r] for r in runs),
+            steps=tuple(self.steps[r][np.array(g) - first[r]] for r, g in zip(runs, groups)),
+            layout=self.layout,
+            sources=tuple(self.sources[r] for r in runs),
+        )
+
 
 def _as_array(x: np.ndarray | torch.Tensor, what: str) -> np.ndarray:
     if isinstance(x, torch.Tensor):
@@ -120,13 +147,18 @@ def _as_array(x: np.ndarray | torch.Tensor, what: str) -> np.ndarray:
     return x
 
 
-def as_snapshots(x: SnapshotInput, *, what: str = "X", min_points: int = 2) -> Snapshots:
-    """Normalise a Trajectory, a list of them (a joint fit), or a ``(T, n)`` array/tensor.
+def as_snapshots(
+    x: SnapshotInput | Snapshots, *, what: str = "X", min_points: int = 2
+) -> Snapshots:
+    """Normalise a Trajectory, a list of them (a joint fit), or a ``(T, n)`` array/tensor
+    (:class:`Snapshots` pass through unchanged).
 
     Raises:
         WeightspaceError: fewer than ``min_points`` snapshots, not 2-D, differing sizes.
         LayoutMismatchError: runs of different models in one joint projection.
     """
+    if isinstance(x, Snapshots):
+        return x
     items = list(x) if isinstance(x, (list, tuple)) else [x]
     if not items:
         raise WeightspaceError(f"{what}: expected at least one run, got an empty list")
@@ -178,26 +210,44 @@ def as_snapshots(x: SnapshotInput, *, what: str = "X", min_points: int = 2) -> S
 def chunk_columns(n_rows: int, n: int, itemsize: int, chunk_size: int | None, max_bytes: int):
     """Columns per block: ``chunk_size``, or what fits in ``max_bytes`` with headroom."""
     if chunk_size is None:
-        if max_bytes < 1:
-            raise WeightspaceError(f"max_bytes: expected a positive integer, got {max_bytes}")
+        max_bytes = positive_int(max_bytes, "max_bytes", "; give the block budget in bytes")
         chunk_size = max(1, int(0.6 * max_bytes) // (n_rows * itemsize))
-    if isinstance(chunk_size, bool) or int(chunk_size) < 1:
-        raise WeightspaceError(f"chunk_size: expected a positive integer, got {chunk_size!r}")
-    return min(int(chunk_size), n)
+    chunk_size = positive_int(chunk_size, "chunk_size", "; or None to derive it from max_bytes")
+    return min(chunk_size, n)
 
 
 def iter_blocks(
-    snaps: Snapshots,
+    x: SnapshotInput | Snapshots,
     *,
     chunk_size: int | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     progress: bool = False,
     desc: str = "streaming",
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(start, block)``, ``block: (T, c)`` C-contiguous, one reused buffer.
+    """Stream parameter columns across all snapshots of one or several runs.
 
-    Non-finite values raise at once, naming the run and step of the snapshot.
+    Yields ``(start, block)`` with ``block: (T, c)`` C-contiguous, holding columns
+    ``start:start + c`` of every snapshot in run order. The block is one reused buffer,
+    overwritten by the next iteration: copy it to keep it. Its dtype is float32, or float64
+    when any run is float64.
+
+    Args:
+        x: a Trajectory, a list of them, a ``(T, n)`` array or tensor, or :class:`Snapshots`
+            (use :meth:`Snapshots.take` for a subset of snapshots).
+        chunk_size: columns per block; default: what fits in ``max_bytes``.
+        max_bytes: memory budget of the block (it takes at most 60% of it).
+        progress: show a progress bar labelled ``desc``.
+
+    Raises:
+        WeightspaceError: bad ``chunk_size``/``max_bytes``, or an input :func:`as_snapshots`
+            refuses. Values are not checked here: :func:`block_center` raises on NaN/inf.
+
+    Example:
+        >>> x = np.arange(12.0).reshape(2, 6)
+        >>> [(start, block.shape) for start, block in iter_blocks(x, chunk_size=4)]
+        [(0, (2, 4)), (4, (2, 2))]
     """
+    snaps = as_snapshots(x, min_points=1)
     t = len(snaps)
     c = chunk_columns(t, snaps.n, snaps.dtype.itemsize, chunk_size, max_bytes)
     flat = np.empty(t * c, dtype=snaps.dtype)
@@ -241,148 +291,3 @@ def _raise_nonfinite(snaps: Snapshots, row: int, start: int) -> None:
                 f"snapshot at step {step} of run {snaps.labels[r]!r} holds NaN or inf (first "
                 f"near parameter {start}); training diverged there: project the steps before it"
             )
-
-
-def syrk_into(acc: np.ndarray, block: np.ndarray) -> None:
-    """``acc += block @ block.T`` (upper triangle), BLAS syrk in the block's dtype."""
-    fn = blas.dsyrk if block.dtype == np.float64 else blas.ssyrk
-    acc += fn(1.0, block.T, trans=1, lower=0)
-
-
-def centering_weights(t: int, center: Centering) -> np.ndarray | None:
-    """``w (T,)`` with the centre ``w @ X``: the mean, the final snapshot, or None."""
-    if center == "mean":
-        return np.full(t, 1.0 / t)
-    if center == "final":
-        w = np.zeros(t)
-        w[-1] = 1.0
-        return w
-    return None
-
-
-def center_gram(g: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Gram of ``X − 1 wᵀX`` from the Gram of any translate of ``X``: ``(I−1wᵀ) G (I−w1ᵀ)``."""
-    gw = g @ w
-    return g - gw[None, :] - gw[:, None] + float(w @ gw)
-
-
-def gram_matrix(
-    x: SnapshotInput | Snapshots,
-    *,
-    center: Centering = "mean",
-    chunk_size: int | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    progress: bool = False,
-) -> np.ndarray:
-    """The ``(T, T)`` float64 Gram matrix of the snapshots, in one streaming pass.
-
-    Args:
-        x: a Trajectory, a list of them (rows in run order), or a ``(T, n)`` array.
-        center: ``"mean"`` (``X − mean``), ``"final"`` (``X − θ_T``, the last snapshot of
-            the last run) or ``"none"`` (raw inner products).
-        chunk_size: parameter columns per streamed block; default from ``max_bytes``.
-        max_bytes: memory budget of the streamed block.
-        progress: show a progress bar.
-
-    Returns:
-        ``G: (T, T)``, ``G[i, j] = (x_i − c)·(x_j − c)``.
-
-    Raises:
-        WeightspaceError: fewer than 2 snapshots, NaN/inf snapshots, mismatched runs.
-
-    Example:
-        >>> x = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
-        >>> gram_matrix(x).round(6).tolist()
-        [[1.0, 0.0, -1.0], [0.0, 0.0, 0.0], [-1.0, 0.0, 1.0]]
-    """
-    snaps = x if isinstance(x, Snapshots) else as_snapshots(x)
-    t = len(snaps)
-    acc = np.zeros((t, t), dtype=np.float64)
-    for start, block in iter_blocks(
-        snaps, chunk_size=chunk_size, max_bytes=max_bytes, progress=progress, desc="Gram"
-    ):
-        mean = block_center(block, snaps, start)
-        if center != "none":
-            block -= mean.astype(block.dtype)
-        syrk_into(acc, block)
-    g = np.triu(acc) + np.triu(acc, 1).T
-    w = centering_weights(t, center)
-    return g if w is None else center_gram(g, w)
-
-
-def dense_solver_threads(t: int):
-    """Context for dense ``T × T`` work (eigensolvers, MDS): one BLAS thread up to T = 2000.
-
-    At this size symmetric eigensolvers are chains of small BLAS calls and the MDS loop is
-    memory-bound; with several threads on a busy machine their synchronisation costs far
-    more than it saves (measured on a loaded 2-core host: a 1000 × 1000 ``eigvalsh`` took
-    0.2 s on one thread and 4–7 s on two; a ``(1000, 1000) @ (1000, 2)`` product 1.2 ms and
-    12 ms).
-    """
-    return threadpool_limits(1) if t <= SINGLE_THREAD_EIGEN_MAX_T else contextlib.nullcontext()
-
-
-def top_eigen(g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Largest ``k`` eigenpairs of a symmetric ``(T, T)`` matrix, descending."""
-    t = len(g)
-    with dense_solver_threads(t):
-        if k > t // 2:
-            lam, u = np.linalg.eigh(g)
-        else:
-            lam, u = eigh(g, subset_by_index=(t - k, t - 1), driver="evr")
-    order = np.argsort(lam)[::-1][:k]
-    return lam[order], u[:, order]
-
-
-def distances_from_gram(g: np.ndarray, metric: Literal["cosine", "euclidean"]) -> np.ndarray:
-    """Pairwise distances ``(T, T)`` from a Gram matrix (zero diagonal, symmetric).
-
-    ``cosine`` is ``1 − cos``; a zero vector has distance 1 to every other point.
-    """
-    d = np.diag(g).copy()
-    if metric == "euclidean":
-        out = np.sqrt(np.maximum(d[:, None] + d[None, :] - 2.0 * g, 0.0))
-    else:
-        norms = np.sqrt(np.maximum(d, 0.0))
-        denom = norms[:, None] * norms[None, :]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cos = np.where(denom > 0, g / np.where(denom > 0, denom, 1.0), 0.0)
-        out = np.clip(1.0 - cos, 0.0, 2.0)
-    out = 0.5 * (out + out.T)
-    np.fill_diagonal(out, 0.0)
-    return out
-
-
-def distance_matrix(
-    x: SnapshotInput | Snapshots,
-    distance: Distance = "cosine",
-    *,
-    n_pca: int | None = 100,
-    chunk_size: int | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    progress: bool = False,
-) -> np.ndarray:
-    """Pairwise snapshot distances ``(T, T)`` computed from the Gram matrix.
-
-    Args:
-        x: snapshots (see :func:`gram_matrix`).
-        distance: ``"cosine"`` or ``"euclidean"`` between centred PCA scores (the top
-            ``n_pca`` components; what the PHATE reference code computes), or
-            ``"cosine_raw"`` between the raw parameter vectors.
-        n_pca: components kept for ``cosine``/``euclidean``; None keeps all (exact).
-
-    Returns:
-        ``D: (T, T)`` float64, symmetric, zero diagonal.
-    """
-    if distance not in ("cosine", "euclidean", "cosine_raw"):
-        raise WeightspaceError(
-            f"distance: expected 'cosine', 'euclidean' or 'cosine_raw', got {distance!r}"
-        )
-    if n_pca is not None and (isinstance(n_pca, bool) or int(n_pca) < 1):
-        raise WeightspaceError(f"n_pca: expected a positive integer or None, got {n_pca!r}")
-    center: Centering = "none" if distance == "cosine_raw" else "mean"
-    g = gram_matrix(x, center=center, chunk_size=chunk_size, max_bytes=max_bytes, progress=progress)
-    if center == "mean" and n_pca is not None and n_pca < len(g) - 1:
-        lam, u = top_eigen(g, int(n_pca))
-        g = (u * np.maximum(lam, 0.0)) @ u.T
-    return distances_from_gram(g, "euclidean" if distance == "euclidean" else "cosine")

@@ -1,0 +1,207 @@
+"""The main job: ``weightspace demo`` on the embedded digits data.
+
+Records SGD at momentum 0.5, 0.9 and 0.99 and Adam from one initialisation (Lorch 2016) and two
+more SGD runs from the same initialisation with different data orders (Lipton 2016); projects
+them jointly by PCA (with the random-walk null), PHATE and t-SNE; evaluates the loss on the PCA
+plane with every trajectory on it; interpolates between the two same-initialisation solutions;
+computes Hessian spectra along one run; and writes the report. Each stage is the workflow its
+``weightspace`` command calls.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .. import zoo
+from ..errors import WeightspaceError
+from ..objective import Objective
+from ..results import save
+from ..train import train
+from .line import line_between
+from .project import project_runs
+from .report import report
+from .spectrum import spectrum_of_run
+from .surface import surface_around
+
+__all__ = ["DemoRun", "DemoSummary", "Settings", "run_demo"]
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    name: str
+    optimizer: str
+    lr: float
+    momentum: float = 0.0
+    data_seed: int = 0
+
+
+RUNS = (
+    DemoRun("sgd-m0.5", "sgd", 0.05, 0.5),
+    DemoRun("sgd-m0.9", "sgd", 0.05, 0.9),
+    DemoRun("sgd-m0.99", "sgd", 0.005, 0.99),
+    DemoRun("adam", "adam", 0.002),
+    DemoRun("sgd-m0.9-order1", "sgd", 0.05, 0.9, data_seed=1),
+    DemoRun("sgd-m0.9-order2", "sgd", 0.05, 0.9, data_seed=2),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    problem: str
+    steps: int
+    every: int
+    grid: int
+    line_points: int
+    spectrum_every: int
+    probes: int
+    lanczos_steps: int
+
+
+# quick: the small MLP, for tests; full: the digits CNN, a few minutes on a 2-core CPU
+QUICK = Settings(
+    problem="digits-mlp", steps=60, every=5, grid=9, line_points=11, spectrum_every=6,
+    probes=2, lanczos_steps=20,
+)  # fmt: skip
+FULL = Settings(
+    problem="digits-cnn", steps=600, every=10, grid=25, line_points=41, spectrum_every=30,
+    probes=3, lanczos_steps=30,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    """What :func:`run_demo` wrote.
+
+    Attributes:
+        out: the output directory.
+        runs: run name -> run directory.
+        artifacts: the results directory (one ``.npz`` + ``.json`` per result).
+        report: the HTML page.
+        timings: stage -> seconds.
+        notes: what the report could not draw, and why.
+    """
+
+    out: Path
+    runs: dict[str, Path]
+    artifacts: Path
+    report: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+def _stages(cfg: Settings, problem: str, init_seed: int, out: Path, runs: dict[str, Path]):
+    art = out / "artifacts"
+    lorch = [runs[s.name] for s in RUNS[:4]]
+
+    def objective() -> Objective:
+        return Objective(zoo.problem(problem, seed=init_seed))
+
+    def record() -> None:
+        for spec in RUNS:
+            train(
+                zoo.problem(problem, seed=init_seed), runs[spec.name], optimizer=spec.optimizer,
+                lr=spec.lr, momentum=spec.momentum, batch_size=64, steps=cfg.steps,
+                every=cfg.every, data_seed=spec.data_seed,
+                metadata={"label": spec.name, "init_seed": init_seed},
+            )  # fmt: skip
+
+    center = runs["sgd-m0.9"]
+    plane = [center, *(r for r in lorch if r != center)]
+
+    def surface() -> None:
+        surf = surface_around(objective(), plane, directions="pca", grid=cfg.grid)
+        save(surf, art / "surface-pca")
+
+    def interpolation() -> None:
+        a, b = runs["sgd-m0.9-order1"], runs["sgd-m0.9-order2"]
+        save(line_between(objective(), a, b, points=cfg.line_points), art / "line-order1-order2")
+
+    def spectrum() -> None:
+        spec = spectrum_of_run(
+            objective(),
+            center,
+            at=f"every:{cfg.spectrum_every}",
+            top_k=3,
+            density=True,
+            n_probes=cfg.probes,
+            n_steps=cfg.lanczos_steps,
+        )
+        save(spec, art / "spectrum-sgd-m0.9")
+
+    stages: list[tuple[str, Callable[[], Any]]] = [
+        ("record", record),
+        ("pca", lambda: save(project_runs(list(runs.values())), art / "pca")),
+        ("phate", lambda: save(project_runs(lorch, "phate"), art / "phate")),
+        ("tsne", lambda: save(project_runs(lorch, "tsne"), art / "tsne")),
+        ("surface", surface),
+        ("interpolation", interpolation),
+        ("spectrum", spectrum),
+    ]
+    return stages
+
+
+def run_demo(
+    out: str | os.PathLike,
+    *,
+    quick: bool = False,
+    problem: str | None = None,
+    init_seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> DemoSummary:
+    """Record, project, measure and report on the embedded problem.
+
+    Args:
+        out: output directory: ``runs/``, ``artifacts/`` and ``report.html``.
+        quick: a small version (tests; well under a minute).
+        problem: embedded problem name (default: digits-mlp when quick, else digits-cnn).
+        init_seed: the shared initialisation seed.
+        overwrite: replace an existing demo output in ``out``.
+        progress: show a progress bar over the stages.
+
+    Returns:
+        :class:`DemoSummary`: run directories, artifacts, the report, timings per stage.
+    """
+    out = Path(out)
+    if (out / "runs").exists() or (out / "artifacts").exists():
+        if not overwrite:
+            raise WeightspaceError(
+                f"out: {str(out)!r} already holds demo output; pass overwrite=True "
+                "or choose another directory"
+            )
+        shutil.rmtree(out / "runs", ignore_errors=True)
+        shutil.rmtree(out / "artifacts", ignore_errors=True)
+    cfg = QUICK if quick else FULL
+    problem = problem or cfg.problem
+    runs = {spec.name: out / "runs" / spec.name for spec in RUNS}
+    timings: dict[str, float] = {}
+    stages = _stages(cfg, problem, init_seed, out, runs)
+    title = f"weightspace demo: {problem}"
+    stages.append(
+        ("report", lambda: report(out / "report.html", artifacts=out / "artifacts", title=title))
+    )
+    bar = tqdm(stages, desc="demo", unit="stage", disable=not progress)
+    summary = None
+    for name, stage in bar:
+        bar.set_postfix_str(name)
+        start = time.perf_counter()
+        result = stage()
+        timings[name] = round(time.perf_counter() - start, 2)
+        if name == "report":
+            summary = result
+    return DemoSummary(
+        out=out,
+        runs=runs,
+        artifacts=out / "artifacts",
+        report=summary.path,
+        timings=timings,
+        notes=tuple(summary.notes),
+    )

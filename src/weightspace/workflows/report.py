@@ -1,0 +1,82 @@
+"""One offline HTML page from saved results (and runs): what ``weightspace report`` does."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import WeightspaceError
+from ..render.build import ReportSummary, build_report
+from ..results import Projection, load, result_paths
+from ._runs import RunLike, as_runs
+from .project import project_runs
+
+__all__ = ["find_results", "report"]
+
+DRAWN = ("projection", "surface", "line", "spectrum")  # the result kinds a report draws
+
+
+def find_results(directory: str | os.PathLike) -> list[tuple[str, Path]]:
+    """``(name, path)`` of every complete result of a kind a report draws under
+    ``directory`` (recursively; a ``.npz`` whose sidecar is missing is skipped), by name."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise WeightspaceError(f"artifacts: {str(directory)!r} is not a directory")
+    found = []
+    for side in sorted(directory.rglob("*.json")):
+        try:
+            kind = json.loads(side.read_text()).get("kind")
+        except (ValueError, OSError, AttributeError):
+            continue
+        npz = result_paths(side)[0]
+        if kind in DRAWN and npz.is_file():
+            found.append((str(side.relative_to(directory).with_suffix("")), npz))
+    return found
+
+
+def report(
+    out: str | os.PathLike,
+    *,
+    runs: RunLike | Sequence[RunLike] = (),
+    artifacts: str | os.PathLike | None = None,
+    results: Sequence[tuple[str, Any]] = (),
+    title: str = "weightspace report",
+    animations: bool = True,
+    progress: bool = False,
+) -> ReportSummary:
+    """Write a single-file HTML report from typed results, and optionally runs.
+
+    Args:
+        out: the ``.html`` file; meshes and animations go beside it.
+        runs: run directories for the "Runs" overview (path metrics computed here); without
+            them the overview comes from the first projection among the results.
+        artifacts: a directory of saved results (searched recursively).
+        results: more ``(name, result)`` pairs (Projection, Surface, Line, CurvatureAlong).
+        title: the page title.
+        animations: a GIF (and MP4 with ffmpeg) of the first trajectory on each surface.
+        progress: show progress bars.
+
+    Raises:
+        WeightspaceError: nothing to report, or an artifacts directory without results.
+    """
+    pairs = list(results)
+    if artifacts is not None:
+        found = find_results(artifacts)
+        if not found:
+            raise WeightspaceError(
+                f"artifacts: no results in {str(artifacts)!r}; write some with `weightspace "
+                "project|surface|line|spectrum -o DIR/NAME`"
+            )
+        pairs += [(name, load(path)) for name, path in found]
+    trajs = as_runs(runs) if runs not in ((), []) else []
+    if not trajs and not pairs:
+        raise WeightspaceError("report: give at least one run or a directory of results")
+    if trajs:
+        overview = project_runs(trajs, progress=progress).runs
+    else:
+        first = next((r for _, r in pairs if isinstance(r, Projection)), None)
+        overview = first.runs if first is not None else ()
+    return build_report(out, runs=overview, results=pairs, title=title, animations=animations)

@@ -1,0 +1,178 @@
+"""Each command is one library call: the workflow called from Python gives the same arrays,
+to the bit, as its command on the same inputs; and no module outside ``cli/`` reaches into
+the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import weightspace as ws
+from weightspace.cli import main
+from weightspace.train import train
+
+SRC = Path(ws.__file__).parent
+
+
+def arrays_of(result, prefix="") -> dict[str, np.ndarray]:
+    """Every array (and tensor) inside a result, by path."""
+    out: dict[str, np.ndarray] = {}
+    if dataclasses.is_dataclass(result):
+        for f in dataclasses.fields(result):
+            out.update(arrays_of(getattr(result, f.name), f"{prefix}{f.name}."))
+    elif isinstance(result, (tuple, list)):
+        for k, v in enumerate(result):
+            out.update(arrays_of(v, f"{prefix}{k}."))
+    elif isinstance(result, dict):
+        for k, v in result.items():
+            out.update(arrays_of(v, f"{prefix}{k}."))
+    elif isinstance(result, torch.Tensor):
+        out[prefix] = result.detach().cpu().numpy()
+    elif isinstance(result, np.ndarray):
+        out[prefix] = result
+    return out
+
+
+def assert_bitwise(cli_result, py_result) -> None:
+    a, b = arrays_of(cli_result), arrays_of(py_result)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, key
+        assert np.array_equal(a[key], b[key], equal_nan=a[key].dtype.kind == "f"), key
+
+
+def cli(*args) -> int:
+    return main([*map(str, args), "--no-progress"])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wf")
+    return [
+        train(
+            ws.zoo.problem("digits-mlp", seed=0),
+            root / f"r{s}",
+            lr=0.3,
+            steps=20,
+            every=5,
+            data_seed=s,
+        )
+        for s in (0, 1)
+    ]
+
+
+def objective():
+    return ws.Objective(ws.zoo.problem("digits-mlp", seed=0))
+
+
+def test_surface(runs, tmp_path):
+    a, b = runs
+    args = ["--grid", 4, "--grid-y", 3, "--directions", "pca", "--compile", "off"]
+    assert cli("surface", "--problem", "digits-mlp", a, b, *args, "-o", tmp_path / "s") == 0
+    py = ws.surface_around(
+        objective(), [a, b], directions="pca", grid=(4, 3), engine={"compile": "off"}
+    )
+    assert_bitwise(ws.load(tmp_path / "s"), py)
+
+
+def test_line(runs, tmp_path):
+    a, b = runs
+    assert cli("line", "--problem", "digits-mlp", f"{a}:5", "--to", b, "--points", 7,
+               "-o", tmp_path / "l") == 0  # fmt: skip
+    py = ws.line_between(objective(), (a, 5), b, points=7)
+    assert_bitwise(ws.load(tmp_path / "l"), py)
+
+
+@pytest.mark.parametrize("method", ["pca", "phate"])
+def test_project(runs, tmp_path, method):
+    assert cli("project", *runs, "--method", method, "-o", tmp_path / "p") == 0
+    assert_bitwise(ws.load(tmp_path / "p"), ws.project_runs(runs, method))
+
+
+def test_spectrum(runs, tmp_path):
+    a, _ = runs
+    args = ["--at", "every:2", "--top-k", 2, "--density", "--probes", 2, "--lanczos-steps", 6]
+    assert cli("spectrum", "--problem", "digits-mlp", a, *args, "-o", tmp_path / "h") == 0
+    py = ws.spectrum_of_run(
+        objective(), a, at="every:2", top_k=2, density=True, n_probes=2, n_steps=6
+    )
+    assert_bitwise(ws.load(tmp_path / "h"), py)
+
+
+def test_sample(runs, tmp_path):
+    a, _ = runs
+    flags = ["--step-sizes", "0.5", "--seeds", "1", "--retrain-steps", 5, "--every", 5]
+    assert cli("sample", "--problem", "digits-mlp", a, *flags, "-o", tmp_path / "c") == 0
+    py = ws.sample_around(
+        ws.zoo.problem("digits-mlp"), a, tmp_path / "p", sizes=(0.5,), seeds=(1,),
+        retrain_steps=5, every=5,
+    )  # fmt: skip
+    for name in ("jump_0.5_seed1",):
+        c, p = ws.Trajectory.load(tmp_path / "c" / name), ws.Trajectory.load(tmp_path / "p" / name)
+        assert np.array_equal(c.array(), p.array())
+    for method in ("pca", "phate"):
+        c = ws.load(tmp_path / "c" / f"projection_{method}")
+        p = ws.load(tmp_path / "p" / f"projection_{method}")
+        assert_bitwise(c, p)
+    assert py.final_losses.shape == (1,)
+
+
+@pytest.mark.slow
+def test_demo_stages_are_the_workflows(tmp_path, capsys):
+    """The quick demo through the command line (the suite's one demo run), then its stages
+    recomputed by the workflows from Python on its runs: the same arrays."""
+    out = tmp_path / "demo"
+    assert cli("demo", "--quick", "-o", out, "--json") == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["command"] == "demo" and payload["artifacts"]["report"] == str(
+        out / "report.html"
+    )
+    assert set(payload["summary"]["timings"]) >= {"record", "pca", "surface", "report"}
+    runs = {p.name: p for p in sorted((out / "runs").iterdir())}
+    assert len(runs) == 6 and {len(ws.Trajectory.load(p)) for p in runs.values()} == {13}
+    again = train(ws.zoo.problem("digits-mlp", seed=0), tmp_path / "again", optimizer="sgd",
+                  lr=0.05, momentum=0.9, steps=60, every=5, data_seed=1)  # fmt: skip
+    assert np.array_equal(
+        ws.Trajectory.load(again).array(), ws.Trajectory.load(runs["sgd-m0.9-order1"]).array()
+    )
+    order = ["sgd-m0.5", "sgd-m0.9", "sgd-m0.99", "adam", "sgd-m0.9-order1", "sgd-m0.9-order2"]
+    assert_bitwise(ws.load(out / "artifacts" / "pca"), ws.project_runs([runs[n] for n in order]))
+    line = ws.line_between(objective(), runs["sgd-m0.9-order1"], runs["sgd-m0.9-order2"], points=11)
+    assert_bitwise(ws.load(out / "artifacts" / "line-order1-order2"), line)
+    page = (out / "report.html").read_text()
+    for section in ("Trajectories: PCA", "PHATE", "Loss landscape", "Interpolation", "Curvature"):
+        assert section in page, section
+    kinds = sorted(json.loads(f.read_text())["kind"] for f in (out / "artifacts").glob("*.json"))
+    assert kinds == ["line", "projection", "projection", "projection", "spectrum", "surface"]
+    assert cli("demo", "--quick", "-o", out) == 1  # refuses to replace without --overwrite
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds demo output" in err[0] and "--overwrite" in err[0]
+
+
+def test_no_module_outside_the_cli_imports_it_or_argparse():
+    pattern = re.compile(r"argparse|build_parser|weightspace\.cli|from \.cli|from \.\.cli")
+    offenders = [
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if p.parent.name != "cli" and p.name != "__main__.py" and pattern.search(p.read_text())
+    ]
+    assert offenders == []
+
+
+def test_a_misspelt_engine_option_fails_before_any_forward_pass(runs, monkeypatch):
+    calls = []
+    obj = objective()
+    monkeypatch.setattr(obj, "forward_loss", lambda *a, **k: calls.append(1))
+    d = ws.random_directions(obj.theta0, obj.layout, seed=0)
+    with pytest.raises(ws.WeightspaceError) as e:
+        ws.evaluate_plane(obj, obj.theta0, d[0], d[1], [-1, 1], [-1, 1], engine={"complie": "on"})
+    assert "'complie'" in str(e.value) and "compile" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ws.WeightspaceError, match="unknown option 'pionts_per_pass'"):
+        ws.surface_around(obj, runs[0], engine={"pionts_per_pass": 2})
+    assert calls == []
