@@ -131,3 +131,31 @@ def test_built_report_renders_in_headless_chromium(tmp_path):
     assert page_errors(console) == []
     assert re.search(r'id="plotly-\d+" class="[^"]*js-plotly-plot', dom)
     assert "<canvas" in dom and "Interpolation: line" in dom
+
+
+def test_a_report_with_a_diverged_and_an_unreadable_result_renders(tmp_path):
+    """One all-NaN surface among good results, and one result that could not be read: the
+    page draws the good ones, says where the loss diverged everywhere, and shows the
+    "Skipped" note."""
+    from weightspace.landscape import Surface
+    from weightspace.render.build import build_report
+
+    xs = np.linspace(-1.0, 1.0, 7)
+    values = xs[None, :] ** 2 + xs[:, None] ** 2 + 0.1
+    nan = np.full_like(values, np.nan)
+    good = Surface(xs, xs, values, nan, None, 0, {})
+    diverged = Surface(xs, xs, nan, nan, None, nan.size, {})
+    summary = build_report(
+        tmp_path / "report.html",
+        results=[("good", good), ("diverged", diverged)],
+        skipped=[("broken", "result broken.npz: unreadable (File is not a zip file)")],
+        animations=False,
+    )
+    assert summary.results == {"surface": ["good", "diverged"]}
+    assert summary.skipped == [("broken", "result broken.npz: unreadable (File is not a zip file)")]
+    dom, console = open_in_chromium(summary.path, tmp_path)
+    assert page_errors(console) == []
+    assert re.search(r'id="plotly-\d+" class="[^"]*js-plotly-plot', dom)  # the good surface
+    assert "Diverged everywhere in this region" in dom
+    assert re.search(r'<div class="note warning">skipped broken: result broken.npz', dom)
+    assert '<a href="#s3-skipped">Skipped</a>' in dom  # listed in the contents too

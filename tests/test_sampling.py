@@ -177,7 +177,7 @@ def test_new_sizes_and_seeds_extend_a_sampling_directory(origin, tmp_path):
         ({"retrain_steps": 0}, r"^retrain_steps: expected a positive integer"),
         ({"retrain_steps": 7}, r"^every: the origin step 20 and retrain_steps 7"),
         ({"at": 7}, r"^at: step 7 is not in run"),
-        ({"lr": -1.0}, r"^lr: expected a positive number"),
+        ({"lr": -1.0}, r"^lr: expected a finite positive number"),
         ({"problem": "digits-cnn"}, r"^problem 'digits-cnn'"),
         ({"run": "missing"}, r"^run directory .*missing.* does not exist"),
     ],

@@ -57,7 +57,7 @@ def test_clone_from_a_recorded_step(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"lr": 0}, "lr: expected a positive number"),
+        ({"lr": 0}, "lr: expected a finite positive number"),
         ({"momentum": 1.0}, "momentum"),
         ({"every": 0}, "every: expected a positive integer"),
         ({"optimizer": "lbfgs"}, "optimizer"),

@@ -152,7 +152,7 @@ def test_demo_stages_are_the_workflows(tmp_path, capsys):
     assert kinds == ["line", "projection", "projection", "projection", "spectrum", "surface"]
     assert cli("demo", "--quick", "-o", out) == 1  # refuses to replace without --overwrite
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "already holds demo output" in err[0] and "--overwrite" in err[0]
+    assert len(err) == 1 and "already holds output" in err[0] and "--overwrite" in err[0]
 
 
 def test_no_module_outside_the_cli_imports_it_or_argparse():

@@ -16,7 +16,7 @@ from .errors import WeightspaceError
 from .layout import ParamLayout
 from .optimizers import canonical_name
 from .problems import Problem
-from .store import list_snapshots, write_json
+from .store import LOCK, list_snapshots, write_json
 from .train import OPTIMIZERS, TrainSettings
 from .trajectory import Trajectory
 
@@ -121,7 +121,7 @@ def open_manifest(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
             known = list(old.get(key, []))
             old[key] = known + [v for v in settings[key] if v not in known]
         return manifest
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(p.name != LOCK for p in out.iterdir())):
         raise WeightspaceError(
             f"out: {str(out)!r} exists and is not a sampling directory; choose a new directory"
         )

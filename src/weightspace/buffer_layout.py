@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .errors import LayoutMismatchError, WeightspaceError
-from .layout import _prod
+from .layout import _prod, check_shapes
 
 __all__ = ["BufferLayout", "persistent_buffers"]
 
@@ -197,6 +197,10 @@ class BufferLayout:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> BufferLayout:
         try:
-            return cls(tuple(d["names"]), tuple(tuple(s) for s in d["shapes"]), tuple(d["dtypes"]))
+            names, shapes, dtypes = d["names"], d["shapes"], d["dtypes"]
         except (KeyError, TypeError) as e:
             raise WeightspaceError(f"buffers: malformed buffer layout record ({e!r})") from None
+        check_shapes(names, shapes, "buffers")
+        if not isinstance(dtypes, list) or len(dtypes) != len(names):
+            raise WeightspaceError("buffers: 'dtypes' must be a list with one dtype per name")
+        return cls(tuple(names), tuple(tuple(s) for s in shapes), tuple(dtypes))

@@ -13,6 +13,7 @@ import glob
 import os
 import re
 import shutil
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -20,9 +21,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ._lock import DirectoryLock
 from .buffer_layout import BUFFER_DTYPES, BufferLayout
-from .errors import CorruptRunError, LayoutMismatchError, WeightspaceError
+from .errors import CorruptRunError, LayoutMismatchError, WeightspaceError, first_line
 from .layout import ParamLayout
+from .outputs import check_run_target
 from .store import (
     BUFFERS,
     RUN_JSON,
@@ -86,14 +89,15 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 ) from None
             obj: Any = load_file(str(path), device="cpu")
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # the refusal below is the one line the user sees
+                warnings.simplefilter("ignore")
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except WeightspaceError:
         raise
     except Exception as e:  # pickle.UnpicklingError and friends
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CorruptRunError(
-            f"checkpoint {path}: refused or unreadable ({first[:200]}); only tensors and plain "
-            "containers are loaded (weights_only=True)"
+            f"checkpoint {path}: refused or unreadable ({first_line(e, 200)}); only tensors "
+            "and plain containers are loaded (weights_only=True)"
         ) from None
     for _ in range(3):
         if isinstance(obj, Mapping) and not _is_state_dict(obj):
@@ -168,6 +172,7 @@ def import_checkpoints(
     steps: Literal["names", "order"] | Sequence[int] = "names",
     dtype: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Build a run from checkpoint files.
 
@@ -183,6 +188,8 @@ def import_checkpoints(
         dtype: parameter storage dtype (``"float32"``, ``"float64"``, ``"float16"``); default
             float64 for float64 checkpoints, else float32.
         metadata: stored in ``run.json``.
+        overwrite: replace a run that exists at ``run_dir`` (only a directory holding
+            nothing but a weightspace run is replaced).
 
     Returns:
         the run directory.
@@ -194,56 +201,73 @@ def import_checkpoints(
     """
     files = expand_paths(paths)
     run_dir = Path(run_dir)
-    if run_dir.exists():
-        raise WeightspaceError(f"run_dir: {str(run_dir)!r} already exists; choose a new directory")
     step_list = _steps_for(files, steps)
+    check_run_target(run_dir, overwrite=overwrite)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = run_dir.with_name(f".{run_dir.name}.lock")
+    with DirectoryLock(lock, f"run_dir {str(run_dir)!r}"):
+        for stale in run_dir.parent.glob(f".{run_dir.name}.importing-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # ours, from an import that died
+        if run_dir.exists() and any(run_dir.iterdir()):  # written while we waited
+            raise WeightspaceError(f"run_dir: {str(run_dir)!r} already exists; choose another")
+        tmp = run_dir.with_name(f".{run_dir.name}.importing-{os.getpid()}")
+        try:
+            header = _write_run(tmp, files, step_list, model, dtype, metadata)
+            write_json(tmp / RUN_JSON, header)
+            (tmp / "metrics.jsonl").write_text("")
+            os.replace(tmp, run_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            lock.unlink(missing_ok=True)  # under the lock: the next writer makes its own
+    return run_dir
+
+
+def _write_run(
+    tmp: Path,
+    files: list[Path],
+    step_list: list[int],
+    model: torch.nn.Module | None,
+    dtype: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Every checkpoint's parameters and buffers under ``tmp``; returns the run header."""
     layout = ParamLayout.from_module(model) if model is not None else None
     buffers = BufferLayout.from_module(model) if model is not None else None
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir.with_name(f".{run_dir.name}.importing-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / SNAPSHOTS).mkdir(parents=True)
     recorded: list[bool] = []
-    try:
-        (tmp / SNAPSHOTS).mkdir(parents=True)
-        for f, step in zip(files, step_list):
-            state = load_state_dict(f)
-            if layout is None:
-                layout = ParamLayout.from_state_dict(_parameters_only(state))
-                buffers = BufferLayout.from_state_dict(_buffers_only(state))
-            state = _unprefix(state, layout)
-            if dtype is None:
-                dtype = "float64" if layout.dtype == "float64" else "float32"
-            flat = _flatten(state, layout, f).to(
-                torch.float64 if dtype == "float64" else torch.float32
-            )
-            bufs = _buffer_array(state, buffers, f)
-            recorded.append(bufs is not None)
-            if bufs is not None:
-                (tmp / BUFFERS).mkdir(exist_ok=True)
-                save_array(tmp / BUFFERS / snapshot_name(step), bufs, fsync=False)
-            save_array(
-                tmp / SNAPSHOTS / snapshot_name(step),
-                flat.numpy().astype(dtype, copy=False),
-                fsync=False,
-            )
-        if any(recorded) and not all(recorded):
-            bad = files[recorded.index(False)]
-            raise LayoutMismatchError(
-                f"checkpoint {bad}: holds no buffers (e.g. BatchNorm statistics) while other "
-                "checkpoints do; import checkpoints saved the same way"
-            )
-        meta = {"imported_from": [str(f) for f in files], **dict(metadata or {})}
-        header = make_run_header(layout, every=1, dtype=dtype, metadata=meta, buffers=buffers)
-        if buffers is not None and len(buffers) and not any(recorded):
-            header["buffers"] = None  # parameters only: eval-mode analyses say so
-            header["metadata"]["buffers_missing"] = "the checkpoints hold no buffers"
-        write_json(tmp / RUN_JSON, header)
-        (tmp / "metrics.jsonl").write_text("")
-        os.replace(tmp, run_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return run_dir
+    for f, step in zip(files, step_list):
+        state = load_state_dict(f)
+        if layout is None:
+            layout = ParamLayout.from_state_dict(_parameters_only(state))
+            buffers = BufferLayout.from_state_dict(_buffers_only(state))
+        state = _unprefix(state, layout)
+        if dtype is None:
+            dtype = "float64" if layout.dtype == "float64" else "float32"
+        flat = _flatten(state, layout, f).to(torch.float64 if dtype == "float64" else torch.float32)
+        bufs = _buffer_array(state, buffers, f)
+        recorded.append(bufs is not None)
+        if bufs is not None:
+            (tmp / BUFFERS).mkdir(exist_ok=True)
+            save_array(tmp / BUFFERS / snapshot_name(step), bufs, fsync=False)
+        save_array(
+            tmp / SNAPSHOTS / snapshot_name(step),
+            flat.numpy().astype(dtype, copy=False),
+            fsync=False,
+        )
+    if any(recorded) and not all(recorded):
+        bad = files[recorded.index(False)]
+        raise LayoutMismatchError(
+            f"checkpoint {bad}: holds no buffers (e.g. BatchNorm statistics) while other "
+            "checkpoints do; import checkpoints saved the same way"
+        )
+    meta = {"imported_from": [str(f) for f in files], **dict(metadata or {})}
+    header = make_run_header(layout, every=1, dtype=dtype, metadata=meta, buffers=buffers)
+    if buffers is not None and len(buffers) and not any(recorded):
+        header["buffers"] = None  # parameters only: eval-mode analyses say so
+        header["metadata"]["buffers_missing"] = "the checkpoints hold no buffers"
+    return header
 
 
 def _steps_for(files: list[Path], steps: Any) -> list[int]:

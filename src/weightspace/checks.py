@@ -14,6 +14,7 @@ __all__ = [
     "as_array",
     "as_generator",
     "as_vector",
+    "check_seed",
     "non_negative_int",
     "numpy_rng",
     "one_of",
@@ -51,6 +52,20 @@ def as_array(x: Any, name: str, ndim: int | None = None, length: int | None = No
 Seed = int | torch.Generator | None
 
 
+SEED_RANGE = (0, 2**64)  # what torch.Generator.manual_seed takes (NumPy takes more)
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """An integer seed in ``[0, 2**64)``, the range every generator here takes."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise WeightspaceError(f"{name}: expected an integer seed, got {value!r}")
+    if not SEED_RANGE[0] <= int(value) < SEED_RANGE[1]:
+        raise WeightspaceError(
+            f"{name}: expected a seed in [0, 2**64), got {int(value)}; choose a smaller seed"
+        )
+    return int(value)
+
+
 def as_generator(seed: Seed) -> torch.Generator:
     """A CPU ``torch.Generator`` from the library's one randomness argument.
 
@@ -67,11 +82,7 @@ def as_generator(seed: Seed) -> torch.Generator:
     if seed is None:
         gen.seed()
     elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        if not 0 <= int(seed) < 2**64:
-            raise WeightspaceError(
-                f"seed: expected an integer in [0, 2**64), got {int(seed)}; choose a smaller seed"
-            )
-        gen.manual_seed(int(seed))
+        gen.manual_seed(check_seed(seed))
     else:
         raise WeightspaceError(
             f"seed: expected an int, a torch.Generator or None, got {type(seed).__name__}"

@@ -17,7 +17,7 @@ import torch
 
 from .errors import LayoutMismatchError, WeightspaceError
 
-__all__ = ["ParamLayout", "name_predicate"]
+__all__ = ["ParamLayout", "check_shapes", "name_predicate"]
 
 NameFilter = str | Sequence[str] | Callable[[str], bool] | None
 
@@ -222,11 +222,31 @@ class ParamLayout:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ParamLayout:
         try:
-            return cls(
-                tuple(d["names"]), tuple(tuple(s) for s in d["shapes"]), d.get("dtype", "float32")
-            )
+            names, shapes = d["names"], d["shapes"]
+            dtype = d.get("dtype", "float32")
         except (KeyError, TypeError) as e:
             raise WeightspaceError(f"layout: malformed layout record ({e!r})") from None
+        check_shapes(names, shapes, "layout")
+        if not isinstance(dtype, str):
+            raise WeightspaceError(f"layout: 'dtype' must be a string, got {dtype!r}")
+        return cls(tuple(names), tuple(tuple(s) for s in shapes), dtype)
+
+
+def check_shapes(names: Any, shapes: Any, what: str) -> None:
+    """A stored layout's names (strings) and shapes (lists of non-negative integers)."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise WeightspaceError(f"{what}: 'names' must be a list of strings")
+    if not isinstance(shapes, list) or len(shapes) != len(names):
+        raise WeightspaceError(f"{what}: 'shapes' must be a list with one shape per name")
+    for name, shape in zip(names, shapes):
+        ok = isinstance(shape, list) and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
+        )
+        if not ok:
+            raise WeightspaceError(
+                f"{what}: the shape of {name!r} must be a list of non-negative integers, got "
+                f"{shape!r}"
+            )
 
 
 def _prod(shape: Iterable[int]) -> int:

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .errors import WeightspaceError
-from .store import atomic_path
+from .errors import CorruptRunError, WeightspaceError
+from .store import atomic_path, regular_file
 
 __all__ = [
     "all_ranks_ok",
@@ -45,6 +45,7 @@ __all__ = [
     "remove_partials",
     "save_partial",
     "shard",
+    "stored_engine",
     "world_size",
 ]
 
@@ -200,7 +201,13 @@ def partial_files(prefix: str | os.PathLike) -> list[Path]:
     return sorted(prefix.parent.glob(f"{prefix.name}.rank*of*.partial.npz"))
 
 
-def save_partial(prefix: str | os.PathLike, key: str, done: np.ndarray, data: np.ndarray) -> Path:
+def save_partial(
+    prefix: str | os.PathLike,
+    key: str,
+    done: np.ndarray,
+    data: np.ndarray,
+    engine: dict[str, Any] | None = None,
+) -> Path:
     """Atomically write this rank's checkpoint: which points are done and their values.
 
     Args:
@@ -208,10 +215,13 @@ def save_partial(prefix: str | os.PathLike, key: str, done: np.ndarray, data: np
         key: the work's :func:`fingerprint`.
         done: ``(P,)`` bool, the points computed (by this rank).
         data: ``(P, F)`` float64, their values (rows not done are ignored).
+        engine: how they were computed (compiled, channels-last, ...), so that a resumed
+            run computes the rest the same way and equals an uninterrupted one bit for bit.
     """
     path = partial_path(prefix, rank(), world_size())
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = np.frombuffer(json.dumps({"format": PARTIAL_FORMAT, "key": key}).encode(), np.uint8)
+    record = {"format": PARTIAL_FORMAT, "key": key, "engine": engine}
+    meta = np.frombuffer(json.dumps(record).encode(), np.uint8)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, done=done, data=data, meta=meta)
     return path
@@ -234,9 +244,12 @@ def load_partials(
     files = partial_files(prefix)
     for path in files:
         try:
+            regular_file(path, "checkpoint")
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode())
                 d, v = z["done"], z["data"]
+        except CorruptRunError:
+            raise
         except (OSError, ValueError, KeyError) as e:
             raise WeightspaceError(
                 f"checkpoint {path}: unreadable ({e}); delete it and start without resuming"
@@ -249,6 +262,20 @@ def load_partials(
         data[d] = v[d]
         done |= d
     return done, data, files
+
+
+def stored_engine(files: list[Path]) -> dict[str, Any] | None:
+    """The engine settings recorded with the first of ``files`` that has them (partial
+    files read by :func:`load_partials`), or None."""
+    for path in files:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                engine = json.loads(bytes(z["meta"]).decode()).get("engine")
+        except (OSError, ValueError, KeyError):
+            continue
+        if isinstance(engine, dict):
+            return engine
+    return None
 
 
 def remove_partials(prefix: str | os.PathLike, *, all_ranks: bool = False) -> None:

@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 import torch
 
-from .errors import WeightspaceError
+from .checks import check_seed
+from .errors import WeightspaceError, first_line
 
 __all__ = ["Problem", "load_problem"]
 
@@ -126,6 +127,8 @@ def load_problem(spec: str, *, seed: int | None = None) -> Problem:
     """
     from . import zoo  # zoo's problems are Problems: imported when a spec is resolved
 
+    if seed is not None:
+        check_seed(seed, "seed")
     if spec in zoo.PROBLEMS:
         return zoo.problem(spec, seed=0 if seed is None else seed)
     target = spec.rpartition(":")[0]
@@ -139,7 +142,14 @@ def load_problem(spec: str, *, seed: int | None = None) -> Problem:
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
-            result = fn(seed=seed) if takes_seed and seed is not None else fn()
+            try:
+                result = fn(seed=seed) if takes_seed and seed is not None else fn()
+            except Exception as e:  # the user's code: one line, the traceback with -v
+                name = getattr(fn, "__name__", "the factory")
+                raise WeightspaceError(
+                    f"problem: calling {name}() of {spec!r} raised {type(e).__name__}: "
+                    f"{first_line(e)}"
+                ) from e
     if not isinstance(result, Problem):
         raise WeightspaceError(
             f"problem: {spec!r} returned {type(result).__name__}, expected a "

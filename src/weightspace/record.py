@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,12 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._lock import DirectoryLock
 from .buffer_layout import BufferLayout, persistent_buffers
-from .errors import WeightspaceError
+from .errors import WeightspaceError, describe_os_error
 from .layout import NameFilter, ParamLayout
 from .optimizers import normalize_metadata
 from .store import (
     BUFFERS,
+    LOCK,
     METRICS,
     RUN_JSON,
     SNAPSHOTS,
@@ -72,6 +75,7 @@ class Recorder:
         include: record only parameters whose names match (glob pattern(s) or predicate).
         max_queue: snapshots waiting to be written before ``record`` blocks (memory bound).
         fsync: fsync each snapshot before renaming it (crash safety; on by default).
+        append: append to an existing run (a resumed training); ``False`` refuses one.
 
     Example::
 
@@ -93,6 +97,7 @@ class Recorder:
         include: NameFilter = None,
         max_queue: int = 4,
         fsync: bool = True,
+        append: bool = True,
     ) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise WeightspaceError(f"every: expected a positive integer, got {every!r}")
@@ -116,7 +121,13 @@ class Recorder:
         self.buffer_layout = BufferLayout.from_state_dict(buffers)
         self._buffers = list(buffers.values())
         self._fsync = fsync
-        self._open_run(metadata)
+        self.created = False  # whether this recorder made the run directory
+        self._lock = self._claim()
+        try:
+            self._open_run(metadata, append)
+        except BaseException:
+            self._lock.release()
+            raise
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._error: BaseException | None = None
         self._closed = False
@@ -126,7 +137,29 @@ class Recorder:
         )
         self._thread.start()
 
-    def _open_run(self, metadata: Mapping[str, Any] | None) -> None:
+    def _claim(self) -> DirectoryLock:
+        """Create the run directory if needed and take its writer's lock; then clear what a
+        writer that died left half-done (temporary files, a torn metrics line)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise WeightspaceError(f"run_dir: {str(self.path)!r} is a file; give a directory")
+        try:
+            self.path.mkdir(parents=True)
+            self.created = True
+        except FileExistsError:
+            pass
+        lock = DirectoryLock(self.path / LOCK, f"run_dir {str(self.path)!r}").acquire()
+        for folder in (self.path, self.path / SNAPSHOTS, self.path / BUFFERS):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):  # atomic_path's names: ours, abandoned
+                    tmp.unlink(missing_ok=True)
+        _trim_torn_line(self.path / METRICS)
+        return lock
+
+    def _open_run(self, metadata: Mapping[str, Any] | None, append: bool) -> None:
+        if (self.path / RUN_JSON).exists() and not append:
+            raise WeightspaceError(
+                f"run_dir: run {str(self.path)!r} already exists; choose a new directory"
+            )
         if (self.path / RUN_JSON).exists():
             header = read_run_header(self.path)
             where = f"run {str(self.path)!r}"
@@ -148,9 +181,6 @@ class Recorder:
                 header["metadata"] = normalize_metadata(merged)
                 write_json(self.path / RUN_JSON, header_to_json(header))
         else:
-            if self.path.exists() and not self.path.is_dir():
-                raise WeightspaceError(f"run_dir: {str(self.path)!r} is a file; give a directory")
-            self.path.mkdir(parents=True, exist_ok=True)
             write_json(
                 self.path / RUN_JSON,
                 make_run_header(
@@ -223,9 +253,11 @@ class Recorder:
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
+            e = self._error
+            why = describe_os_error(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
             raise WeightspaceError(
-                f"recorder for {str(self.path)!r} failed to write: {self._error}"
-            ) from self._error
+                f"run_dir: the recorder for {str(self.path)!r} failed to write: {why}"
+            ) from e
 
     # ------------------------------------------------------------------ writer thread
     def _writer(self) -> None:
@@ -279,7 +311,27 @@ class Recorder:
             if self._buffers:
                 fsync_dir(self.path / BUFFERS)
         self._metrics_file.close()
+        self._lock.release()
         self._raise_if_failed()
+
+    def discard(self) -> bool:
+        """Stop recording and remove the run directory if this recorder created it (a run
+        that failed before it was worth keeping); a run it appended to is left as it was.
+
+        Returns:
+            whether the directory was removed.
+        """
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._metrics_file.close()
+        removed = False
+        if self.created and self._lock.held:  # still ours: no other writer can be inside
+            shutil.rmtree(self.path, ignore_errors=True)
+            removed = True
+        self._lock.release()
+        return removed
 
     def __enter__(self) -> Recorder:
         return self
@@ -305,3 +357,14 @@ def _existing_dtype(run_dir: Path) -> str | None:
     if not (run_dir / RUN_JSON).is_file():
         return None
     return read_run_header(run_dir).get("recorder", {}).get("dtype")
+
+
+def _trim_torn_line(path: Path) -> None:
+    """Cut a last line that a killed writer left without its newline (so appending after it
+    keeps the file valid JSON lines)."""
+    if not path.is_file():
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)

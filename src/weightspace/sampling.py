@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._lock import DirectoryLock
 from ._sampling_plan import (
     DEFAULT_SIZES,
     MANIFEST,
@@ -48,8 +48,9 @@ from .checks import non_negative_int, one_of, positive_int
 from .directions import random_directions
 from .errors import WeightspaceError
 from .objective import Objective
+from .outputs import check_run_target
 from .problems import Problem
-from .store import STORAGE_DTYPES, write_json
+from .store import LOCK, STORAGE_DTYPES, write_json
 from .train import StartPoint, train
 from .trajectory import Trajectory
 
@@ -166,20 +167,24 @@ def jump_and_retrain(
     settings.update(data_seed=data_seed, dtype=dtype or str(traj.storage_dtype))
     one_of(settings["dtype"], STORAGE_DTYPES, "dtype")
     out = Path(out)
-    manifest = open_manifest(out, settings)
-    origin = _Origin.of(problem, traj, i)
-    step_every, origin_step = settings["every"], settings["origin_step"]
-    expected = list(range(origin_step, origin_step + retrain_steps + 1, step_every))
-    pairs = [(s, k) for s in sizes for k in seeds]
-    records, skipped = [], []
-    for size, seed in tqdm(pairs, disable=not progress, desc="jump and retrain", unit="run"):
-        name = run_name(size, seed)
-        entry = manifest["runs"].get(name)
-        done = is_complete(out / name, entry, expected)
-        if not done:
-            entry = _sample(problem, origin, out, manifest, size, seed, settings)
-        records.append(entry)
-        skipped.append(done)
+    if out.exists() and not out.is_dir():
+        raise WeightspaceError(f"out: {str(out)!r} is a file; give a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with DirectoryLock(out / LOCK, f"out {str(out)!r}"):  # one sampler per directory
+        manifest = open_manifest(out, settings)
+        origin = _Origin.of(problem, traj, i)
+        step_every, origin_step = settings["every"], settings["origin_step"]
+        expected = list(range(origin_step, origin_step + retrain_steps + 1, step_every))
+        pairs = [(s, k) for s in sizes for k in seeds]
+        records, skipped = [], []
+        for size, seed in tqdm(pairs, disable=not progress, desc="jump and retrain", unit="run"):
+            name = run_name(size, seed)
+            entry = manifest["runs"].get(name)
+            done = is_complete(out / name, entry, expected)
+            if not done:
+                entry = _sample(problem, origin, out, manifest, size, seed, settings)
+            records.append(entry)
+            skipped.append(done)
     return _samples(out, traj, origin, pairs, records, skipped, settings)
 
 
@@ -231,9 +236,14 @@ def _sample(
     run_dir = out / name
     manifest["runs"].pop(name, None)
     write_json(out / MANIFEST, manifest)
+    if run_dir.is_symlink():
+        raise WeightspaceError(
+            f"out: {str(run_dir)!r} is a symbolic link; the sampling writes its own runs "
+            "there; remove the link"
+        )
     if run_dir.exists():
         log.info("%s is incomplete; retraining it", name)
-        shutil.rmtree(run_dir)
+        check_run_target(run_dir, overwrite=True, what="out")  # a run of ours, nothing else
     d, d_norm = origin.direction(seed)
     facts = {
         "origin": settings["origin"],

@@ -17,9 +17,11 @@ Results (surfaces, spectra, ...) have their own format: :mod:`weightspace.result
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,9 +54,12 @@ __all__ = [
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # 1: no buffers recorded
 RUN_JSON = "run.json"
+MAX_HEADER_BYTES = 64 * 2**20  # a run.json or a sidecar (layouts of huge models included)
+MAX_METRICS_BYTES = 2**30  # metrics.jsonl: a million steps of a few dozen metrics
 METRICS = "metrics.jsonl"
 SNAPSHOTS = "snapshots"
 BUFFERS = "buffers"
+LOCK = ".lock"  # the writer's lock file (weightspace._lock)
 SNAPSHOT_RE = re.compile(r"^(\d{9,})\.npy$")
 STORAGE_DTYPES = ("float16", "float32", "float64")
 
@@ -110,9 +115,30 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True, fsync_parent: bo
         os.replace(tmp, path)
         if fsync if fsync_parent is None else fsync_parent:
             fsync_dir(path.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        named = _named_os_error(e, path)
+        if named is e:
+            raise
+        raise named from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _named_os_error(e: OSError, path: Path) -> OSError:
+    """``e`` with the file it was writing and, when the writer did not say (numpy's
+    "N requested and M written"), ENOSPC if the disk is full."""
+    code = e.errno
+    if code is None:
+        try:
+            st = os.statvfs(path.parent)
+            code = errno.ENOSPC if st.f_bavail * st.f_frsize < 2**20 else None
+        except OSError:
+            pass
+    if code is None or (code == e.errno and e.filename is not None):
+        return e
+    return OSError(code, os.strerror(code), str(path))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -153,16 +179,19 @@ def read_run_header(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not run_dir.is_dir():
         raise WeightspaceError(f"run {str(run_dir)!r} is a file, expected a run directory")
     header_path = run_dir / RUN_JSON
-    if not header_path.exists():
+    if not header_path.exists() and not header_path.is_symlink():
         raise WeightspaceError(
             f"{str(run_dir)!r} is not a weightspace run (no {RUN_JSON}); record one with "
             "`weightspace record` or `weightspace import`"
         )
+    regular_file(header_path, "run header", max_bytes=MAX_HEADER_BYTES)
     try:
         header = json.loads(header_path.read_text())
+        if not isinstance(header, dict):
+            raise TypeError("not a JSON object")
         layout = ParamLayout.from_dict(header["layout"])
         header["layout"] = layout
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise CorruptRunError(f"{header_path}: unreadable run header ({e})") from None
     version = header.get("format_version")
     if version not in READABLE_VERSIONS:
@@ -176,6 +205,7 @@ def read_run_header(run_dir: str | os.PathLike) -> dict[str, Any]:
                 f"{header_path}: {key!r} must be a JSON object, got "
                 f"{type(header[key]).__name__}; restore the file or re-record the run"
             )
+    _check_recorder(header["recorder"], header_path)
     buffers = header.get("buffers") if version >= 2 else None
     if buffers is not None:  # None: not recorded (format 1, or checkpoints without them)
         if not isinstance(buffers, Mapping):
@@ -186,6 +216,47 @@ def read_run_header(run_dir: str | os.PathLike) -> dict[str, Any]:
             raise CorruptRunError(f"{header_path}: {e}") from None
     header["buffers"] = buffers
     return header
+
+
+def _check_recorder(recorder: dict[str, Any], where: Path) -> None:
+    dtype = recorder.setdefault("dtype", "float32")
+    if dtype not in STORAGE_DTYPES:
+        raise CorruptRunError(
+            f"{where}: recorder dtype {dtype!r} is not one of {STORAGE_DTYPES}; restore the file"
+        )
+    every = recorder.get("every", 1)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise CorruptRunError(
+            f"{where}: recorder 'every' must be a positive integer, got {every!r}"
+        )
+
+
+def regular_file(path: Path, what: str, *, max_bytes: int | None = None) -> Path:
+    """``path`` when it is a regular file (a symlink to one is followed) of at most
+    ``max_bytes``: a FIFO, a device or a socket would block or never end.
+
+    Raises:
+        CorruptRunError: naming the file and what it is instead.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise CorruptRunError(f"{what} {path}: unreadable ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(st.st_mode)
+            else "not a regular file (a FIFO, device or socket)"
+        )
+        raise CorruptRunError(
+            f"{what} {path}: {kind}; put back the file weightspace wrote, or remove it"
+        )
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise CorruptRunError(
+            f"{what} {path}: {st.st_size:,} bytes, more than the {max_bytes:,} such a file "
+            "can hold; it is not weightspace's"
+        )
+    return path
 
 
 def make_run_header(
@@ -252,8 +323,9 @@ def check_snapshot_header(path: Path, n: int, dtype: np.dtype) -> None:
 
     Raises:
         CorruptRunError: naming the file, when it is truncated, holds objects (pickles),
-        or has the wrong shape or dtype.
+        or has the wrong shape or dtype, or is not a regular file.
     """
+    regular_file(path, "snapshot")
     try:
         shape, _, file_dtype, offset = read_npy_header(path)
         size = path.stat().st_size
@@ -294,10 +366,12 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Parse ``metrics.jsonl``; a torn (unterminated or unparseable) last line is ignored.
 
     Raises:
-        CorruptRunError: a line other than the last cannot be parsed.
+        CorruptRunError: a line other than the last cannot be parsed, a step is not a
+        non-negative integer, or the file is not a regular file of sane size.
     """
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return []
+    regular_file(path, "metrics file", max_bytes=MAX_METRICS_BYTES)
     data = path.read_bytes()
     lines = data.split(b"\n")
     records = []
@@ -312,6 +386,14 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         except ValueError as e:
             if last:
                 break  # torn by a crash mid-write
-            raise CorruptRunError(f"{path}: line {i + 1} is not valid JSON ({e})") from None
+            raise CorruptRunError(
+                f"{path}: line {i + 1} is not valid JSON ({e}); truncate the file before that line"
+            ) from None
+        step = obj["step"]
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise CorruptRunError(
+                f"{path}: line {i + 1} has step {step!r}, expected a non-negative integer; "
+                "truncate the file before that line"
+            )
         records.append(obj)
     return records

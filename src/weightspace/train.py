@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +21,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ._batches import call_model, minibatches
-from .checks import non_negative_int, positive_int
-from .errors import WeightspaceError
+from .checks import check_seed, non_negative_int, positive_int
+from .errors import WeightspaceError, first_line
 from .layout import ParamLayout
 from .optimizers import canonical_name
+from .outputs import check_run_target
 from .problems import Problem
 from .record import Recorder
 from .trajectory import Trajectory
@@ -96,9 +97,9 @@ class TrainSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "optimizer", canonical_name(self.optimizer) or self.optimizer)
         rules = {
-            "lr": (lambda v: v > 0, "a positive number"),
+            "lr": (lambda v: 0 < v < math.inf, "a finite positive number"),
             "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
-            "weight_decay": (lambda v: v >= 0, "a non-negative number"),
+            "weight_decay": (lambda v: 0 <= v < math.inf, "a finite non-negative number"),
         }
         for name, (ok, expected) in rules.items():
             value = getattr(self, name)
@@ -106,7 +107,7 @@ class TrainSettings:
                 raise WeightspaceError(f"{name}: expected {expected}, got {value!r}")
         for name in ("batch_size", "steps", "every"):
             positive_int(getattr(self, name), name)
-        non_negative_int(self.data_seed, "data_seed")
+        check_seed(self.data_seed, "data_seed")
         if self.optimizer not in TORCH_OPTIMIZERS:
             raise WeightspaceError(
                 f"optimizer: expected one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
@@ -161,6 +162,7 @@ def train(
     start: StartPoint | None = None,
     dtype: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
     progress: bool = False,
     **changes: Any,
 ) -> Path:
@@ -184,6 +186,8 @@ def train(
             ``init_from``.
         dtype: snapshot storage dtype (default: float64 for a float64 model, else float32).
         metadata: extra facts for ``run.json``.
+        overwrite: replace a run that exists at ``run_dir`` (only a directory holding
+            nothing but a weightspace run is replaced).
         progress: show a progress bar.
         **changes: fields of :class:`TrainSettings` (``lr=0.05``, ``steps=200``, ...).
 
@@ -202,63 +206,85 @@ def train(
         start, inherited, facts = _from_run(problem, init_from)
         changes = {**inherited, **changes}
     settings = TrainSettings.of(settings, changes)  # checked before anything is written
-    if (run_dir / "run.json").exists():
-        raise WeightspaceError(
-            f"run_dir: run {str(run_dir)!r} already exists; choose a new directory"
-        )
+    check_run_target(run_dir, overwrite=overwrite)
     if start is not None:
         _load_point(problem.model, start)
     meta = {"problem": problem.name, **dataclasses.asdict(settings), **facts, **(metadata or {})}
-    created = not run_dir.exists()
+    opt = make_optimizer(
+        problem.model.parameters(),
+        settings.optimizer,
+        settings.lr,
+        settings.momentum,
+        settings.weight_decay,
+    )
+    rec = Recorder(
+        problem.model, run_dir, every=settings.every, dtype=dtype, metadata=meta, append=False
+    )
     try:
-        _loop(problem, run_dir, settings, 0 if start is None else start.step, dtype, meta,
-              progress)  # fmt: skip
+        _loop(problem, rec, opt, settings, 0 if start is None else start.step, progress)
+        rec.close()
     except BaseException:
-        if created:  # only what this call created: a half run is worse than none
-            shutil.rmtree(run_dir, ignore_errors=True)
+        rec.discard()  # a half run is worse than none (only a directory this call made)
         raise
     return run_dir
 
 
 def _loop(
     problem: Problem,
-    run_dir: Path,
+    rec: Recorder,
+    opt: torch.optim.Optimizer,
     s: TrainSettings,
     first: int,
-    dtype: str | None,
-    meta: dict[str, Any],
     progress: bool,
 ) -> None:
     model = problem.model
     batches = minibatches(problem.data, s.batch_size, s.data_seed)
-    opt = make_optimizer(model.parameters(), s.optimizer, s.lr, s.momentum, s.weight_decay)
     model.train()
-    with Recorder(model, run_dir, every=s.every, dtype=dtype, metadata=meta) as rec:
-        rec.record(first)
-        bar = tqdm(
-            range(first + 1, first + s.steps + 1),
-            disable=not progress,
-            unit="step",
-            desc=f"train {run_dir.name}",
-            leave=False,
+    rec.record(first)
+    bar = tqdm(
+        range(first + 1, first + s.steps + 1),
+        disable=not progress,
+        unit="step",
+        desc=f"train {rec.path.name}",
+        leave=False,
+    )
+    for step in bar:
+        inputs, targets = next(batches)
+        opt.zero_grad(set_to_none=True)
+        out, loss = _forward(problem, inputs, targets, step)
+        loss.backward()
+        opt.step()
+        if rec.wants(step) or step == first + s.steps:  # checked at the last step too
+            loss_v = loss.item()
+            if not torch.isfinite(loss.detach()):
+                raise WeightspaceError(
+                    f"lr: training diverged at step {step} (loss {loss_v}); lower the learning rate"
+                )
+            acc = _accuracy(out, targets)
+            rec.record(step, loss=loss_v, **({"acc": acc} if acc is not None else {}))
+            bar.set_postfix(loss=f"{loss_v:.4f}")
+
+
+def _forward(problem: Problem, inputs: Any, targets: Any, step: int) -> tuple[Any, torch.Tensor]:
+    """The model's outputs and the scalar loss of one batch; the user's model or loss
+    failing on the data (a width mismatch, a wrong target type) is reported as such."""
+    try:
+        out = call_model(problem.model, inputs)
+        loss = problem.loss_fn(out, targets)
+    except WeightspaceError:
+        raise
+    except Exception as e:
+        raise WeightspaceError(
+            f"problem: the model or loss_fn raised {type(e).__name__} on the batch of step "
+            f"{step}: {first_line(e)}; check that the data fit the model"
+        ) from e
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise WeightspaceError(
+            f"problem.loss_fn: returned {shape}, expected a scalar tensor; reduce over the "
+            "batch (e.g. reduction='mean')"
         )
-        for step in bar:
-            inputs, targets = next(batches)
-            opt.zero_grad(set_to_none=True)
-            out = call_model(model, inputs)
-            loss = problem.loss_fn(out, targets)
-            loss.backward()
-            opt.step()
-            if rec.wants(step):
-                loss_v = loss.item()
-                if not torch.isfinite(loss.detach()):
-                    raise WeightspaceError(
-                        f"lr: training diverged at step {step} (loss {loss_v}); lower the "
-                        "learning rate"
-                    )
-                acc = _accuracy(out, targets)
-                rec.record(step, loss=loss_v, **({"acc": acc} if acc is not None else {}))
-                bar.set_postfix(loss=f"{loss_v:.4f}")
+    return out, loss.reshape(())
 
 
 def _load_point(model: torch.nn.Module, start: StartPoint) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checks import check_seed
 from .errors import WeightspaceError
 from .problems import Problem
 
@@ -199,5 +200,6 @@ def problem(name: str, *, seed: int = 0) -> Problem:
             f"problem: unknown embedded problem {name!r}; choose one of {', '.join(PROBLEMS)} "
             "or give module:function / file.py:function"
         )
+    seed = check_seed(seed, "seed")
     with torch.random.fork_rng(devices=[]):
-        return PROBLEMS[name][0](int(seed))
+        return PROBLEMS[name][0](seed)

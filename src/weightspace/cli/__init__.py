@@ -19,14 +19,16 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import re
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._version import __version__
-from ..errors import WeightspaceError
+from ..errors import WeightspaceError, describe_os_error
 
 COMMANDS = (
     "demo",
@@ -143,18 +145,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (WeightspaceError, OSError) as e:
         if args.verbose:
             raise
-        text = str(e).splitlines()[0] if str(e) else type(e).__name__
         if isinstance(e, OSError) and not isinstance(e, WeightspaceError):
-            text = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else text
+            text = describe_os_error(e)
+        else:
+            text = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"weightspace {args.command}: error: {translate(text, _flags(parser, args))}",
               file=sys.stderr)  # fmt: skip
         return 1
     except KeyboardInterrupt:
         print(f"weightspace {args.command}: interrupted", file=sys.stderr)
         return 130
-    if args.json:
+    except Exception:  # not the user's doing: the traceback, and where to report it
+        if args.verbose:
+            raise
+        traceback.print_exc()
+        print(
+            f"weightspace {args.command}: internal error (a bug in weightspace "
+            f"{__version__}); please report it with the command and the traceback above",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        _print(out, args.json, args.command)
+    except BrokenPipeError:  # `weightspace info RUN | head`: the reader left; so do we
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
+def _print(out: Output, as_json: bool, command: str) -> None:
+    if as_json:
         payload = {
-            "command": args.command,
+            "command": command,
             "artifacts": out.artifacts,
             "sidecar": out.sidecar,
             "summary": out.summary,
@@ -163,4 +185,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         for line in out.lines:
             print(line)
-    return 0
+    sys.stdout.flush()

@@ -39,13 +39,13 @@ def non_negative_int(text: str) -> int:
 
 
 def seed(text: str) -> int:
-    """A seed the generators take: an integer in [0, 2**63)."""
+    """A seed the generators take: an integer in [0, 2**64)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"expected a seed in [0, 2**63), got {text}")
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, 2**64), got {text}")
     return value
 
 
@@ -138,6 +138,14 @@ def add_point_state(p: argparse.ArgumentParser, buffers_default: str) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
 
 
+def add_overwrite(p: argparse.ArgumentParser, what: str = "an existing result at OUT") -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace {what} (only what weightspace wrote; anything else is refused)",
+    )
+
+
 def add_directions(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed, default=0, help="seed of random directions")
     p.add_argument(
@@ -222,9 +230,15 @@ def problem_record(args: argparse.Namespace, obj: Any) -> dict[str, Any]:
     }
 
 
-def result_base(path: str):
-    """``-o`` without a ``.npz``/``.json`` suffix."""
+def result_base(args: argparse.Namespace):
+    """``-o`` without a ``.npz``/``.json`` suffix, checked before any work: an existing
+    result needs ``--overwrite``, and only a weightspace result is replaced."""
     from pathlib import Path
 
-    base = Path(path)
-    return base.with_suffix("") if base.suffix in (".npz", ".json") else base
+    from ..outputs import check_result_target
+
+    base = Path(args.out)
+    base = base.with_suffix("") if base.suffix in (".npz", ".json") else base
+    resume = getattr(args, "resume", False)
+    check_result_target(base, overwrite=args.overwrite or resume, what="out")
+    return base

@@ -21,6 +21,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("paths", nargs="+", help="files, directories or quoted glob patterns")
     p.add_argument("-o", "--out", required=True, help="run directory to create")
+    _options.add_overwrite(p, "a run at OUT")
     _options.add_problem(p, required=False)
     p.add_argument(
         "--steps",
@@ -39,7 +40,12 @@ def run(args: argparse.Namespace) -> Output:
 
     model = load_problem(args.problem, seed=args.init_seed).model if args.problem else None
     out = import_checkpoints(
-        args.paths, args.out, model=model, steps=args.steps, dtype=args.storage_dtype
+        args.paths,
+        args.out,
+        model=model,
+        steps=args.steps,
+        dtype=args.storage_dtype,
+        overwrite=args.overwrite,
     )
     traj = Trajectory.load(out)
     summary = {

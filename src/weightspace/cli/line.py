@@ -36,6 +36,7 @@ def add_parser(sub) -> None:
         help="end point (default: RUN's last snapshot)",
     )
     p.add_argument("-o", "--out", required=True, help="result path (OUT.npz + OUT.json)")
+    _options.add_overwrite(p)
     p.add_argument(
         "--direction",
         default="interp",
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> Output:
 
     progress = show_progress(args)
     obj = _options.objective(args)
-    base = _options.result_base(args.out)
+    base = _options.result_base(args)
     line = line_between(
         obj,
         _options.point_arg(args.run),

@@ -25,6 +25,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (one joint fit)")
     p.add_argument("-o", "--out", required=True, help="result path without suffix")
+    _options.add_overwrite(p)
     p.add_argument("--method", choices=METHODS, default="pca")
     p.add_argument(
         "--components",
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> Output:
     from ..results import save
     from ..workflows import project_runs
 
+    base = _options.result_base(args)
     proj = project_runs(
         args.runs,
         args.method,
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> Output:
         options=_options_of(args),
         progress=show_progress(args),
     )
-    npz = save(proj, _options.result_base(args.out))
+    npz = save(proj, base)
     ratios = proj.explained_variance_ratio
     summary = {
         "method": proj.method,

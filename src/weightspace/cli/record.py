@@ -20,11 +20,13 @@ def add_parser(sub) -> None:
     p = add_command(sub, "record", "train a model and record its weights every k steps", EXAMPLES)
     _options.add_problem(p)
     p.add_argument("-o", "--out", required=True, help="run directory to create")
-    p.add_argument("--optimizer", default="sgd", help="a torch.optim optimizer (default sgd)")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
-    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--batch-size", type=_options.positive_int, default=64)
+    _options.add_overwrite(p, "a run at OUT")
+    inherit = "; with --init-from: the run's"
+    p.add_argument("--optimizer", help=f"a torch.optim optimizer (default sgd{inherit})")
+    p.add_argument("--lr", type=float, help=f"learning rate (default 0.1{inherit})")
+    p.add_argument("--momentum", type=float, help=f"SGD momentum (default 0{inherit})")
+    p.add_argument("--weight-decay", type=float, help=f"default 0{inherit}")
+    p.add_argument("--batch-size", type=_options.positive_int, help=f"default 64{inherit}")
     p.add_argument("--steps", type=_options.positive_int, default=500, help="optimizer updates")
     p.add_argument("--every", type=_options.positive_int, default=10, help="record every k steps")
     p.add_argument("--data-seed", type=_options.seed, default=0, help="seed of the data order")
@@ -46,21 +48,23 @@ def run(args: argparse.Namespace) -> Output:
     if args.init_from is not None:
         Trajectory.load(args.init_from[0])  # validate before building anything
     problem = load_problem(args.problem, seed=args.init_seed)
+    given = {
+        name: getattr(args, name)
+        for name in ("optimizer", "lr", "momentum", "weight_decay", "batch_size")
+        if getattr(args, name) is not None
+    }
     out = train(
         problem,
         args.out,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
         steps=args.steps,
         every=args.every,
         data_seed=args.data_seed,
         init_from=args.init_from,
         dtype=args.storage_dtype,
         metadata={"init_seed": args.init_seed, "problem_spec": args.problem},
+        overwrite=args.overwrite,
         progress=show_progress(args),
+        **given,
     )
     traj = Trajectory.load(out)
     summary = {

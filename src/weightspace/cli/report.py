@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import Output, add_command, show_progress
+from . import Output, _options, add_command, show_progress
 
 __all__ = ["add_parser", "run"]
 
@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
         "(searched recursively)",
     )
     p.add_argument("-o", "--out", required=True, help="the .html file to write")
+    _options.add_overwrite(p, "an earlier report at OUT and its OUT_files/")
     p.add_argument("--title", default="weightspace report")
     p.add_argument(
         "--no-animations",
@@ -42,9 +43,12 @@ def run(args: argparse.Namespace) -> Output:
         artifacts=args.artifacts,
         title=args.title,
         animations=not args.no_animations,
+        overwrite=args.overwrite,
         progress=show_progress(args),
     )
     files = {f"file{k}": f for k, f in enumerate(summary.files)}
-    out = {"results": summary.results, "notes": summary.notes}
+    skipped = [{"name": n, "reason": r} for n, r in summary.skipped]
+    out = {"results": summary.results, "notes": summary.notes, "skipped": skipped}
     lines = [f"report: {summary.path}", *(f"note: {n}" for n in summary.notes)]
+    lines += [f"skipped {n}: {r}" for n, r in summary.skipped]
     return Output({"report": str(summary.path), **files}, out, None, lines)

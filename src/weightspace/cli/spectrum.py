@@ -32,6 +32,7 @@ def add_parser(sub) -> None:
         "recorded STEP or STEP,STEP,...",
     )
     p.add_argument("-o", "--out", required=True, help="result path (writes OUT.npz + OUT.json)")
+    _options.add_overwrite(p)
     p.add_argument("--top-k", type=int, default=5, help="eigenpairs per point (0: none)")
     p.add_argument("--which", choices=("largest", "smallest", "both"), default="largest")
     p.add_argument("--tol", type=float, help="eigenpair residual tolerance (relative)")
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> Output:
     if step is not None and args.at is not None:
         raise WeightspaceError("at: give RUN:STEP or --at, not both")
     at = args.at or (str(step) if step is not None else "final")
+    base = _options.result_base(args)
     obj = _options.objective(args)
     result = spectrum_of_run(
         obj,
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace) -> Output:
         split=None if args.split == "none" else args.split,
     )
     result = _with_provenance(result, args, obj)
-    npz = save(result, _options.result_base(args.out))
+    npz = save(result, base)
     summary = {
         "axis": result.axis,
         "positions": result.positions.tolist(),

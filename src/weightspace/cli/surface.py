@@ -34,6 +34,7 @@ def add_parser(sub) -> None:
         "--runs", dest="more_runs", nargs="+", default=[], metavar="RUN", help="more runs to draw"
     )
     p.add_argument("-o", "--out", required=True, help="result path (OUT.npz + OUT.json)")
+    _options.add_overwrite(p)
     p.add_argument(
         "--directions",
         default="random",
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> Output:
 
     progress = show_progress(args)
     obj = _options.objective(args)
-    base = _options.result_base(args.out)
+    base = _options.result_base(args)
     surf = surface_around(
         obj,
         [_options.point_arg(args.runs[0]), *(r for r, _ in args.runs[1:]), *args.more_runs],

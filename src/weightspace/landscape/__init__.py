@@ -9,16 +9,25 @@
 """
 
 from ._engine import EngineOptions
-from .grid import check_axis, evaluate_line, evaluate_plane, grid_axis
+from .grid import (
+    MAX_POINTS,
+    check_axis,
+    check_point_count,
+    evaluate_line,
+    evaluate_plane,
+    grid_axis,
+)
 from .overlay import plane_coordinates, plane_extent, points_losses, trajectories_on_plane
 from .results import Line, PlaneTrajectory, Surface
 
 __all__ = [
+    "MAX_POINTS",
     "EngineOptions",
     "Line",
     "PlaneTrajectory",
     "Surface",
     "check_axis",
+    "check_point_count",
     "evaluate_line",
     "evaluate_plane",
     "grid_axis",

@@ -7,12 +7,13 @@ keeping the rows on the device until a checkpoint (no host sync per point).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import parallel
+from .._lock import DirectoryLock
 from ..errors import WeightspaceError
 from ..objective import Objective
 from ._engine import EngineOptions, PointEngine, StateFn, _sync, build_engine
@@ -37,6 +39,7 @@ class _Progress:
     checkpoint: str | os.PathLike | None
     key: str
     mine: np.ndarray
+    engine: dict[str, Any]
     pending: list[tuple[np.ndarray, torch.Tensor]] = dataclasses.field(default_factory=list)
 
     def flush(self) -> None:
@@ -47,7 +50,9 @@ class _Progress:
             self.pending.clear()
         if self.checkpoint is not None:
             owned = _owned(len(self.done), self.mine)
-            parallel.save_partial(self.checkpoint, self.key, self.done & owned, self.data)
+            parallel.save_partial(
+                self.checkpoint, self.key, self.done & owned, self.data, self.engine
+            )
 
 
 def _start(
@@ -56,18 +61,36 @@ def _start(
     checkpoint: str | os.PathLike | None,
     resume: bool,
     key: str,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(done, data)``: from the partial files when resuming, else empty (old ones removed)."""
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
+    """``(done, data, engine)``: from the partial files when resuming (with the engine
+    settings they were computed with), else empty (old ones removed)."""
     done = np.zeros(n_points, dtype=bool)
     data = np.zeros((n_points, n_fields), dtype=np.float64)
+    engine = None
     if checkpoint is not None and resume:
         done, data, files = parallel.load_partials(checkpoint, key, n_points, n_fields)
+        engine = parallel.stored_engine(files) if done.any() else None
         logger.info("resuming: %d of %d points done in %d files", done.sum(), n_points, len(files))
     elif checkpoint is not None:
         if parallel.is_rank_zero():
             parallel.remove_partials(checkpoint, all_ranks=True)
         parallel.barrier()
-    return done, data
+    return done, data, engine
+
+
+def _as_before(opts: EngineOptions, engine: dict[str, Any] | None) -> EngineOptions:
+    """``opts`` with the automatic choices fixed to those of the interrupted run, so that
+    the resumed points are computed like the stored ones (bit for bit)."""
+    if engine is None:
+        return opts
+    changes: dict[str, Any] = {}
+    if opts.compile == "auto" and isinstance(engine.get("compiled"), bool):
+        changes["compile"] = "on" if engine["compiled"] else "off"
+    if opts.channels_last is None and isinstance(engine.get("channels_last"), bool):
+        changes["channels_last"] = engine["channels_last"]
+    if changes:
+        logger.info("resuming with the interrupted run's engine: %s", changes)
+    return dataclasses.replace(opts, **changes)
 
 
 def evaluate_points(
@@ -99,6 +122,38 @@ def evaluate_points(
         ``data: (P, F)`` engine rows on every rank, and facts for the metadata.
     """
     opts = EngineOptions.of(engine)
+    with _partials_lock(checkpoint, opts.keep_checkpoint):
+        return _evaluate(objective, write, n_points, dtype, key, opts, checkpoint, resume, desc,
+                         state)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _partials_lock(checkpoint: str | os.PathLike | None, keep: bool) -> Iterator[None]:
+    """This rank's writer lock on its partial file (none without checkpoints)."""
+    if checkpoint is None:
+        yield
+        return
+    path = parallel.partial_path(checkpoint, parallel.rank(), parallel.world_size())
+    path = path.with_name(path.name.removesuffix(".npz") + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with DirectoryLock(path, f"checkpoint {str(checkpoint)!r}"):
+        yield
+        if not keep:
+            path.unlink(missing_ok=True)  # under the lock, with the partial files it guarded
+
+
+def _evaluate(
+    objective: Objective,
+    write: Callable[[np.ndarray, torch.Tensor], None],
+    n_points: int,
+    dtype: torch.dtype,
+    key: str,
+    opts: EngineOptions,
+    checkpoint: str | os.PathLike | None,
+    resume: bool,
+    desc: str,
+    state: StateFn | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
     device, n = objective.device, objective.layout.numel
     mine = parallel.shard(n_points, parallel.rank(), parallel.world_size())
     probe_idx = np.unique([0, n_points - 1])
@@ -106,11 +161,12 @@ def evaluate_points(
     write(probe_idx, probes)
     probe_states = None if state is None else _states(state, probe_idx, probes, device)
     n_fields = objective.n_batches * (2 if objective.metadata["task"] == "classification" else 1)
-    done, data = _start(n_points, n_fields, checkpoint, resume, key)
+    done, data, before = _start(n_points, n_fields, checkpoint, resume, key)
+    opts = _as_before(opts, before)
     resumed = int(done.sum())
     todo = mine[~done[mine]]
     eng, info, probe_rows = build_engine(objective, dtype, probes, len(todo), opts, probe_states)
-    run = _Progress(data, done, checkpoint, key, mine)
+    run = _Progress(data, done, checkpoint, key, mine, eng.describe())
     reuse = np.isin(probe_idx, todo)  # the probes are grid points: keep their values
     if reuse.any():
         run.pending.append((probe_idx[reuse], probe_rows[torch.as_tensor(reuse)]))

@@ -40,6 +40,9 @@ CENTRE_RULE = "the centre's at every point (the objective's buffers)"
 
 
 # ---------------------------------------------------------------------------- inputs
+MAX_POINTS = 10_000_000  # a 3162 x 3162 grid: days of work for any real model
+
+
 def check_axis(values: Any, name: str) -> np.ndarray:
     """A grid axis: 1-D, at least 2 finite, strictly increasing values (float64)."""
     try:
@@ -61,10 +64,21 @@ def check_axis(values: Any, name: str) -> np.ndarray:
     return a
 
 
+def check_point_count(n: int, name: str) -> None:
+    """At most :data:`MAX_POINTS` points in one landscape (each is a pass over the data)."""
+    if isinstance(n, (int, np.integer)) and n > MAX_POINTS:  # other types: refused later
+        raise WeightspaceError(
+            f"{name}: {n:,} points, more than the {MAX_POINTS:,} one landscape may have (each "
+            "is a full pass over the data); use fewer points"
+        )
+
+
 def grid_axis(lo: float, hi: float, n: int, name: str = "span") -> np.ndarray:
-    """``linspace(lo, hi, n)`` with both endpoints, validated (``lo < hi``, ``n >= 2``)."""
+    """``linspace(lo, hi, n)`` with both endpoints, validated (``lo < hi``,
+    ``2 <= n <= MAX_POINTS``)."""
     if not isinstance(n, (int, np.integer)) or n < 2:
         raise WeightspaceError(f"{name}: expected at least 2 grid points, got {n!r}")
+    check_point_count(int(n), name)
     if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
         raise WeightspaceError(
             f"{name}: expected low < high, got {lo:g} {hi:g}; give the span as low high, e.g. -1 1"
@@ -215,6 +229,7 @@ def evaluate_plane(
     """
     engine = EngineOptions.of(engine)  # a misspelt option fails here, before any evaluation
     xs, ys = check_axis(xs, "xs"), check_axis(ys, "ys")
+    check_point_count(len(xs) * len(ys), "xs, ys")
     c, (v1, v2) = _prepare(objective, center, {"d1": d1, "d2": d2})
     gx, gy = np.meshgrid(xs, ys)  # (ny, nx): row-major point p = j*nx + i
     coeffs = np.stack([gx.ravel(), gy.ravel()], axis=1)

@@ -38,6 +38,17 @@ def file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "result"
 
 
+MIN_FINITE_POINTS = 3  # fewer finite points than this: nothing to draw contours or a line of
+
+
+def _diverged(n_finite: int, n: int, what: str) -> str:
+    where = "everywhere" if n_finite == 0 else f"at {n - n_finite} of {n} points"
+    return (
+        f"Diverged {where} in this region: the loss is NaN or infinite, so the {what} "
+        "cannot be drawn. Choose a smaller region (a smaller span) or check the model."
+    )
+
+
 # ---------------------------------------------------------------------------- surface
 def surface_section(
     report: Report, name: str, surf: Surface, out_dir: Path, summary: Any, animations: bool
@@ -52,10 +63,23 @@ def surface_section(
         f"(directions: {d.get('kind', '?')}, normalisation {d.get('normalization', '?')}; "
         f"{describe_objective(md)}); every point computed from the centre."
     )
-    fig, _ = static.plot_surface_contour(surf.xs, surf.ys, surf.values, trajs or None, log=True)
+    values = np.asarray(surf.values, dtype=np.float64)
+    n_finite = int(np.isfinite(values).sum())
+    if n_finite < MIN_FINITE_POINTS:
+        report.add_note(_diverged(n_finite, values.size, "surface"))
+        report.add_text(f"The {how}")
+        return
+    if n_finite < values.size:
+        report.add_note(
+            f"The loss diverged (NaN or infinite) at {values.size - n_finite} of "
+            f"{values.size} grid points; they are left blank.",
+            level="info",
+        )
+    log = bool(np.nanmin(values) > 0)  # a loss of exactly 0 somewhere: a linear scale
+    fig, _ = static.plot_surface_contour(surf.xs, surf.ys, surf.values, trajs or None, log=log)
     report.add_figure(
         fig,
-        f"Contours of log loss with the trajectories projected on the plane "
+        f"Contours of {'log ' if log else ''}loss with the trajectories projected on the plane "
         f"by least squares; {how}",
     )
     fig, _ = static.plot_contour_and_mesh(surf.xs, surf.ys, surf.values, trajs or None)
@@ -76,6 +100,7 @@ def surface_section(
             "How well the plane represents each trajectory.",
         )
     stem = file_stem(name)
+    out_dir.mkdir(parents=True, exist_ok=True)
     _meshes(report, surf, out_dir / stem, summary)
     if animations and trajs:
         _animation(report, surf, out_dir / f"{stem}-path", summary)
@@ -114,6 +139,10 @@ def _animation(report: Report, surf: Surface, base: Path, summary: Any) -> None:
 def line_section(report: Report, name: str, line: Line) -> None:
     """The loss along a line, its barrier and whether it decreases monotonically."""
     report.add_section(f"Interpolation: {name}")
+    n_finite = int(np.isfinite(np.asarray(line.values, dtype=np.float64)).sum())
+    if n_finite < MIN_FINITE_POINTS:
+        report.add_note(_diverged(n_finite, len(line.values), "line"))
+        return
     fig, _ = static.plot_line(
         line.alphas, line.values, line.stderr, None if np.isnan(line.barrier) else line.barrier
     )

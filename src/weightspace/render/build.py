@@ -50,12 +50,14 @@ EMBEDDING_NAMES = {"phate": "PHATE", "tsne": "t-SNE", "umap": "UMAP"}
 @dataclass
 class ReportSummary:
     """What :func:`build_report` wrote: the page, the results drawn (kind -> names), side
-    files (meshes, animations), and notes (what was skipped)."""
+    files (meshes, animations), notes (parts left out, such as an MP4 without ffmpeg) and
+    ``(name, reason)`` of every result that could not be drawn."""
 
     path: Path
     results: dict[str, list[str]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------- input checks
@@ -253,11 +255,13 @@ def build_report(
     results: Sequence[tuple[str, Any]] = (),
     title: str = "weightspace report",
     animations: bool = True,
+    skipped: Sequence[tuple[str, str]] = (),
 ) -> ReportSummary:
     """Write a single-file HTML report from typed results.
 
     Args:
-        out: the ``.html`` file to write; meshes and animations go beside it.
+        out: the ``.html`` file to write; meshes and animations go into a folder beside
+            it, ``OUT_files/`` (:func:`side_files`).
         runs: the runs of the "Runs" overview (table of settings and path metrics, and the
             distances and norm along each run): :class:`~weightspace.results.RunProjection`
             objects, e.g. ``project_runs(dirs).runs``.
@@ -268,9 +272,12 @@ def build_report(
             or a :class:`~weightspace.curvature.CurvatureAlong` (a spectrum along a run).
         title: the page title.
         animations: write a GIF (and MP4 with ffmpeg) of the first trajectory on each surface.
+        skipped: ``(name, reason)`` of results the caller could not load; listed with those
+            that fail to draw in a "Skipped" section at the end of the page.
 
     Returns:
-        :class:`ReportSummary`: the page, the results drawn by kind, side files, notes.
+        :class:`ReportSummary`: the page, the results drawn by kind, side files, notes and
+        what was skipped.
 
     Raises:
         WeightspaceError: nothing to report, a run that is not a RunProjection, or a result
@@ -285,30 +292,45 @@ def build_report(
         )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    summary = ReportSummary(out)
-    for name, result in pairs:
-        summary.results.setdefault(KINDS[type(result)], []).append(name)
+    summary = ReportSummary(out, skipped=[(str(n), str(r)) for n, r in skipped])
     report = Report(title)
     if run_list:
         sizes = [p.metadata.get("parameters") for _, p in pairs if isinstance(p, Projection)]
-        _overview(report, run_list, next((s for s in sizes if s), None))
-    _draw_results(report, pairs, out.parent, summary, animations)
+        size = next((s for s in sizes if s), None)
+        _guarded(report, summary, "runs overview", lambda: _overview(report, run_list, size))
+    _draw_results(report, pairs, side_files(out), summary, animations)
+    failed = {name for name, _ in summary.skipped}
+    for name, result in pairs:
+        if name not in failed:
+            summary.results.setdefault(KINDS[type(result)], []).append(name)
+    if summary.skipped:
+        _skipped_section(report, summary.skipped)
     report.write(out)
     return summary
+
+
+def side_files(out: str | os.PathLike) -> Path:
+    """The folder beside a report page that holds its meshes and animations."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_files")
 
 
 def _draw_results(
     report: Report, pairs: list[tuple[str, Any]], out_dir: Path, summary: Any, animations: bool
 ) -> None:
-    """Projections first (PCA, then the embeddings together), surfaces, lines, spectra."""
+    """Projections first (PCA, then the embeddings together), surfaces, lines, spectra; a
+    result that cannot be drawn is left out (its partial section removed) and listed in
+    ``summary.skipped``."""
     embeddings: dict[str, Projection] = {}
     for name, proj in pairs:
         if isinstance(proj, Projection) and proj.method == "pca":
-            _pca(report, name, proj)
+            _guarded(report, summary, name, lambda n=name, p=proj: _pca(report, n, p))
         elif isinstance(proj, Projection):
             embeddings[_embedding_title(name, proj, embeddings)] = proj
     if embeddings:
-        _embeddings(report, embeddings)
+        drawn = [id(p) for p in embeddings.values()]
+        names = ", ".join(n for n, p in pairs if id(p) in drawn)
+        _guarded(report, summary, names, lambda: _embeddings(report, embeddings))
     draw: dict[type, Callable[[str, Any], None]] = {
         Surface: lambda n, r: surface_section(report, n, r, out_dir, summary, animations),
         Line: lambda n, r: line_section(report, n, r),
@@ -317,4 +339,36 @@ def _draw_results(
     for kind in (Surface, Line, CurvatureAlong):
         for name, result in pairs:
             if type(result) is kind:
-                draw[kind](name, result)
+                _guarded(report, summary, name, lambda n=name, r=result, f=draw[kind]: f(n, r))
+
+
+def _guarded(report: Report, summary: Any, name: str, draw: Callable[[], None]) -> None:
+    """Run one section's ``draw``; on failure remove what it added and note it as skipped.
+
+    A :class:`WeightspaceError` is the result's own problem (its message is the reason);
+    anything else is a weightspace bug, said so on the page and logged with its traceback.
+    """
+    mark = report.mark()
+    n_files = len(summary.files)
+    try:
+        draw()
+    except WeightspaceError as e:
+        reason = str(e)
+    except Exception as e:  # a bug must not cost the user the rest of the page
+        log.warning("drawing %r failed", name, exc_info=True)
+        reason = f"internal error {type(e).__name__}: {e}; please report this as a bug"
+    else:
+        return
+    report.rollback(mark)
+    for path in summary.files[n_files:]:
+        Path(path).unlink(missing_ok=True)
+    del summary.files[n_files:]
+    summary.skipped.append((name, reason))
+
+
+def _skipped_section(report: Report, skipped: list[tuple[str, str]]) -> None:
+    report.add_section(
+        "Skipped", f"{len(skipped)} result(s) could not be drawn; the rest of the page is complete."
+    )
+    for name, reason in skipped:
+        report.add_note(f"skipped {name}: {reason}")

@@ -80,6 +80,15 @@ def _slug(text: str, n: int) -> str:
     return f"s{n}-" + (re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "section")
 
 
+def _plain_text(fig: Any) -> None:
+    """Show every text of ``fig`` as written: a run label such as ``$\\bad{x}$`` is a
+    name, not TeX for matplotlib's math parser (which would fail on it)."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
+
+
 def format_cell(value: Any, digits: int = 4) -> tuple[str, bool]:
     """Text of a table cell and whether it is a number (right-aligned)."""
     if isinstance(value, bool) or value is None:
@@ -116,6 +125,25 @@ class Report:
 
     def __repr__(self) -> str:
         return f"<Report {self.title!r}: {len(self._blocks)} blocks>"
+
+    def mark(self) -> tuple[int, int, int, int, frozenset[str], bool]:
+        """The report's state now, for :meth:`rollback` (drop a section that failed midway)."""
+        return (
+            len(self._blocks),
+            len(self._sections),
+            self._figures,
+            self._tables,
+            frozenset(self._notes),
+            self._plotly,
+        )
+
+    def rollback(self, mark: tuple[int, int, int, int, frozenset[str], bool]) -> Report:
+        """Remove everything added since :meth:`mark` returned ``mark``."""
+        blocks, sections, self._figures, self._tables, notes, self._plotly = mark
+        del self._blocks[blocks:]
+        del self._sections[sections:]
+        self._notes = set(notes)
+        return self
 
     @property
     def has_plotly(self) -> bool:
@@ -186,6 +214,7 @@ class Report:
                 raise WeightspaceError(f"format: expected 'png' or 'svg', got {format!r}")
             buf = io.BytesIO()
             fig = getattr(fig, "figure", fig) or fig
+            _plain_text(fig)
             fig.savefig(buf, format=format, dpi=dpi)
             if format == "png":
                 b64 = base64.b64encode(buf.getvalue()).decode()

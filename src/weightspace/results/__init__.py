@@ -30,7 +30,8 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import CorruptRunError, WeightspaceError
-from ..store import atomic_path, write_json
+from ..outputs import check_result_target
+from ..store import MAX_HEADER_BYTES, atomic_path, regular_file, write_json
 from ._flat import jsonable
 from .projection import Projection, RunProjection
 
@@ -80,18 +81,22 @@ def result_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return base.with_name(base.name + ".npz"), base.with_name(base.name + ".json")
 
 
-def save(result: Any, path: str | os.PathLike) -> Path:
+def save(result: Any, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
     """Write ``result`` as ``PATH.npz`` + ``PATH.json``, atomically; returns the ``.npz``.
 
     Args:
         result: a result dataclass (:class:`~weightspace.Surface`, :class:`~weightspace.Line`,
             :class:`~weightspace.CurvatureAlong`, :class:`Projection`, ...).
         path: the destination, with or without the ``.npz``/``.json`` suffix.
+        overwrite: replace an existing weightspace result there (files that weightspace did
+            not write are never replaced).
 
     Raises:
-        WeightspaceError: not a result kind, or an array holding Python objects.
+        WeightspaceError: not a result kind, an array holding Python objects, or a
+        destination that exists (without ``overwrite``) or is not weightspace's.
     """
     codec = _codec_for(result)
+    check_result_target(path, overwrite=overwrite, what="path")
     arrays, fields = codec.encode(result)
     for name, a in arrays.items():
         if np.asarray(a).dtype.hasobject:
@@ -105,9 +110,14 @@ def save(result: Any, path: str | os.PathLike) -> Path:
         "fields": jsonable(fields),
         "metadata": jsonable(getattr(result, "metadata", None) or {}),
     }
+    side.unlink(missing_ok=True)  # an old sidecar must not vouch for a new, partial .npz
     with atomic_path(npz) as tmp, open(tmp, "wb") as f:
         np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-    write_json(side, sidecar)  # last: a result without its sidecar is incomplete
+    try:
+        write_json(side, sidecar)  # last: a result without its sidecar is incomplete
+    except BaseException:
+        npz.unlink(missing_ok=True)  # both files or neither (a full disk, an interrupt)
+        raise
     return npz
 
 
@@ -117,6 +127,7 @@ def _read_sidecar(side: Path) -> dict[str, Any]:
             f"result {str(side.with_suffix(''))!r}: no {side.name} beside it (missing or "
             "never completely written); check the path or compute the result again"
         )
+    regular_file(side, "result sidecar", max_bytes=MAX_HEADER_BYTES)
     try:
         sidecar = json.loads(side.read_text())
     except (OSError, ValueError) as e:
@@ -163,6 +174,7 @@ def load(path: str | os.PathLike, kind: str | None = None) -> Any:
             f"result {str(npz)!r}: a {stored} result of format version {version!r}, this "
             f"weightspace reads version {codec.version}; compute it again with this version"
         )
+    regular_file(npz, "result")
     try:
         with np.load(npz, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -11,7 +11,6 @@ computes Hessian spectra along one run; and writes the report. Each stage is the
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,8 +20,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .. import zoo
-from ..errors import WeightspaceError
 from ..objective import Objective
+from ..outputs import claim_directory
+from ..render.build import side_files
 from ..results import save
 from ..train import train
 from .line import line_between
@@ -164,21 +164,16 @@ def run_demo(
         quick: a small version (tests; well under a minute).
         problem: embedded problem name (default: digits-mlp when quick, else digits-cnn).
         init_seed: the shared initialisation seed.
-        overwrite: replace an existing demo output in ``out``.
+        overwrite: replace an earlier demo output in ``out`` (only what weightspace wrote
+            there: anything else in its folders is refused, and nothing is deleted).
         progress: show a progress bar over the stages.
 
     Returns:
         :class:`DemoSummary`: run directories, artifacts, the report, timings per stage.
     """
     out = Path(out)
-    if (out / "runs").exists() or (out / "artifacts").exists():
-        if not overwrite:
-            raise WeightspaceError(
-                f"out: {str(out)!r} already holds demo output; pass overwrite=True "
-                "or choose another directory"
-            )
-        shutil.rmtree(out / "runs", ignore_errors=True)
-        shutil.rmtree(out / "artifacts", ignore_errors=True)
+    owned = ["runs", "artifacts", "report.html", side_files(out / "report.html").name]
+    manifest = claim_directory(out, owned, overwrite=overwrite, what="out")
     cfg = QUICK if quick else FULL
     problem = problem or cfg.problem
     runs = {spec.name: out / "runs" / spec.name for spec in RUNS}
@@ -193,7 +188,10 @@ def run_demo(
     for name, stage in bar:
         bar.set_postfix_str(name)
         start = time.perf_counter()
-        result = stage()
+        try:
+            result = stage()
+        finally:  # what the stage wrote is the demo's, even when it failed halfway
+            manifest.add(*(p for p in (out / "runs", out / "artifacts") if p.exists()))
         timings[name] = round(time.perf_counter() - start, 2)
         if name == "report":
             summary = result
@@ -203,5 +201,5 @@ def run_demo(
         artifacts=out / "artifacts",
         report=summary.path,
         timings=timings,
-        notes=tuple(summary.notes),
+        notes=tuple(summary.notes) + tuple(f"skipped {n}: {r}" for n, r in summary.skipped),
     )

@@ -16,7 +16,7 @@ from ..directions import (
     random_directions,
 )
 from ..errors import WeightspaceError
-from ..landscape import EngineOptions, Line, evaluate_line, grid_axis
+from ..landscape import EngineOptions, Line, check_point_count, evaluate_line, grid_axis
 from ..objective import Objective
 from ._runs import RunPoint, as_point, check_layouts, describe_point
 from .surface import normalization_for
@@ -69,6 +69,7 @@ def line_between(
     kind = direction if isinstance(direction, str) else "vector"
     if alphas is None or (isinstance(alphas, tuple) and len(alphas) == 2):
         lo, hi = alphas or ((-0.5, 1.5) if kind == "interp" else (-1.0, 1.0))
+        check_point_count(points, "points")
         alphas = grid_axis(float(lo), float(hi), points, "alphas")
     s_traj, s_i = as_point(start, default=-1 if (end is not None or kind != "interp") else 0)
     check_layouts(objective, [s_traj])

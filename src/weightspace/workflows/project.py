@@ -76,6 +76,16 @@ def run_projection(
     )
 
 
+def check_snapshot_counts(trajs: Sequence[Trajectory], what: str = "runs") -> None:
+    """A trajectory is at least two snapshots: each run's own PCA and its null need them."""
+    for traj in trajs:
+        if len(traj) < 2:
+            raise WeightspaceError(
+                f"{what}: run {str(traj.path)!r} has {len(traj)} snapshot; a projection needs at "
+                "least 2 per run; record it with more steps or a smaller every"
+            )
+
+
 def project_runs(
     runs: RunLike | Sequence[RunLike],
     method: Method = "pca",
@@ -121,6 +131,7 @@ def project_runs(
     if method not in METHODS:
         raise WeightspaceError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     trajs = as_runs(runs)
+    check_snapshot_counts(trajs)
     if method == "umap":
         require_umap()
     t_total = sum(len(tr) for tr in trajs)

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WeightspaceError
-from ..render.build import ReportSummary, build_report
+from ..outputs import claim_directory
+from ..render.build import ReportSummary, build_report, side_files
 from ..results import Projection, load, result_paths
 from ._runs import RunLike, as_runs
 from .project import project_runs
@@ -27,12 +28,14 @@ def find_results(directory: str | os.PathLike) -> list[tuple[str, Path]]:
         raise WeightspaceError(f"artifacts: {str(directory)!r} is not a directory")
     found = []
     for side in sorted(directory.rglob("*.json")):
+        if not side.is_file():  # a FIFO or device named *.json would block
+            continue
         try:
             kind = json.loads(side.read_text()).get("kind")
         except (ValueError, OSError, AttributeError):
             continue
         npz = result_paths(side)[0]
-        if kind in DRAWN and npz.is_file():
+        if kind in DRAWN and (npz.exists() or npz.is_symlink()):  # unreadable: skipped later
             found.append((str(side.relative_to(directory).with_suffix("")), npz))
     return found
 
@@ -45,6 +48,7 @@ def report(
     results: Sequence[tuple[str, Any]] = (),
     title: str = "weightspace report",
     animations: bool = True,
+    overwrite: bool = False,
     progress: bool = False,
 ) -> ReportSummary:
     """Write a single-file HTML report from typed results, and optionally runs.
@@ -57,12 +61,22 @@ def report(
         results: more ``(name, result)`` pairs (Projection, Surface, Line, CurvatureAlong).
         title: the page title.
         animations: a GIF (and MP4 with ffmpeg) of the first trajectory on each surface.
+        overwrite: replace an earlier report at ``out`` (its page and ``OUT_files/``; files
+            weightspace did not write are never replaced).
         progress: show progress bars.
+
+    A result that cannot be read or drawn does not stop the page: it is listed, with the
+    reason, in a "Skipped" section (and in the returned summary).
 
     Raises:
         WeightspaceError: nothing to report, or an artifacts directory without results.
     """
+    out = Path(out)
+    manifest = claim_directory(  # before any work: an earlier page needs overwrite
+        out.parent, [out.name, side_files(out).name], overwrite=overwrite, what="out"
+    )
     pairs = list(results)
+    skipped: list[tuple[str, str]] = []
     if artifacts is not None:
         found = find_results(artifacts)
         if not found:
@@ -70,13 +84,21 @@ def report(
                 f"artifacts: no results in {str(artifacts)!r}; write some with `weightspace "
                 "project|surface|line|spectrum -o DIR/NAME`"
             )
-        pairs += [(name, load(path)) for name, path in found]
+        for name, path in found:
+            try:
+                pairs.append((name, load(path)))
+            except WeightspaceError as e:  # one bad file must not cost the whole page
+                skipped.append((name, str(e)))
     trajs = as_runs(runs) if runs not in ((), []) else []
-    if not trajs and not pairs:
+    if not trajs and not pairs and not skipped:
         raise WeightspaceError("report: give at least one run or a directory of results")
     if trajs:
         overview = project_runs(trajs, progress=progress).runs
     else:
         first = next((r for _, r in pairs if isinstance(r, Projection)), None)
         overview = first.runs if first is not None else ()
-    return build_report(out, runs=overview, results=pairs, title=title, animations=animations)
+    summary = build_report(
+        out, runs=overview, results=pairs, title=title, animations=animations, skipped=skipped
+    )
+    manifest.add(out, *([side_files(out)] if side_files(out).is_dir() else []))
+    return summary

@@ -12,7 +12,8 @@ from ..errors import WeightspaceError
 from ..problems import Problem
 from ..results import save
 from ..sampling import JumpSamples, jump_and_retrain
-from .project import METHODS, project_runs
+from ._runs import as_run
+from .project import METHODS, check_snapshot_counts, project_runs
 
 __all__ = ["projection_path", "sample_around"]
 
@@ -50,6 +51,8 @@ def sample_around(
     bad = [m for m in project if m not in METHODS]
     if bad:
         raise WeightspaceError(f"project: expected methods among {METHODS}, got {bad[0]!r}")
+    if project:  # before the retraining: the original run is projected with the samples
+        check_snapshot_counts([as_run(run)], "run")
     samples = jump_and_retrain(problem, run, out, progress=progress, **retrain)
     for method in project:
         proj = project_runs(samples.projection_runs(), method, progress=progress)

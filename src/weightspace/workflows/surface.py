@@ -23,6 +23,7 @@ from ..errors import WeightspaceError
 from ..landscape import (
     EngineOptions,
     Surface,
+    check_point_count,
     evaluate_plane,
     grid_axis,
     plane_coordinates,
@@ -142,6 +143,7 @@ def _axes(
     nx, ny = (grid, grid) if isinstance(grid, (int, np.integer)) else tuple(grid)
     grid_axis(-1.0, 1.0, nx, "grid")  # counts checked before any work
     grid_axis(-1.0, 1.0, ny, "grid")
+    check_point_count(nx * ny, "grid")
     if isinstance(span, str) and span != "auto":
         raise WeightspaceError(
             f"span: expected 'auto', (lo, hi) or ((xlo, xhi), (ylo, yhi)), got {span!r}"
