@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,23 @@ def test_demo_stages_are_the_workflows(tmp_path, capsys):
     assert cli("demo", "--quick", "-o", out) == 1  # refuses to replace without --overwrite
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already holds output" in err[0] and "--overwrite" in err[0]
+    # the user's own files among the demo's: --overwrite refuses and deletes nothing
+    (out / "runs" / "my_run").mkdir()
+    (out / "runs" / "my_run" / "run.json").write_text("{}")
+    (out / "artifacts" / "thesis_figure.png").write_bytes(b"mine")
+    before = sorted(p for p in out.rglob("*"))
+    assert cli("demo", "--quick", "-o", out, "--overwrite") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did not write" in err[0] and "thesis_figure.png" in err[0]
+    assert sorted(p for p in out.rglob("*")) == before
+    # its own earlier output alone: replaced (the page is rewritten, the runs re-recorded)
+    shutil.rmtree(out / "runs" / "my_run")
+    (out / "artifacts" / "thesis_figure.png").unlink()
+    old_page = (out / "report.html").stat().st_mtime_ns
+    (out / "runs" / "adam" / "snapshots" / "000000060.npy").unlink()  # replaced, not kept
+    assert cli("demo", "--quick", "-o", out, "--overwrite") == 0
+    assert (out / "report.html").stat().st_mtime_ns > old_page
+    assert len(ws.Trajectory.load(out / "runs" / "adam")) == 13
 
 
 def test_no_module_outside_the_cli_imports_it_or_argparse():

@@ -58,7 +58,10 @@ class Manifest:
         return cls(directory, files)
 
     def add(self, *paths: str | os.PathLike) -> None:
-        """Record files (or every file under a directory) as weightspace's, and save."""
+        """Record files (or every file under a directory) as weightspace's, and save (with
+        what another writer in this directory recorded meanwhile, e.g. a report inside the
+        demo)."""
+        self.files |= Manifest.load(self.directory).files
         for p in map(Path, paths):
             found = [f for f in p.rglob("*") if f.is_file()] if p.is_dir() else [p]
             self.files.update(f.relative_to(self.directory).as_posix() for f in found)
@@ -92,6 +95,8 @@ class Manifest:
                 if not any(root.iterdir()):
                     root.rmdir()
         self.files = {f for f in self.files if (self.directory / f).exists()}
+        if (self.directory / MANIFEST).is_file():  # forget them on disk too
+            write_json(self.directory / MANIFEST, {"files": sorted(self.files)})
 
 
 def claim_directory(
