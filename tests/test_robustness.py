@@ -713,3 +713,16 @@ def test_a_resumed_surface_equals_the_uninterrupted_one_with_the_automatic_engin
     assert np.array_equal(resumed.values, reference.values)
     eager = surface(engine={"compile": "off"})
     assert not np.array_equal(eager.values, reference.values)  # the switch would show
+
+
+def test_a_surface_finite_only_at_its_centre_is_drawn_as_diverged(tmp_path):
+    from weightspace.render.build import build_report
+
+    xs = np.linspace(-1, 1, 3)
+    values = np.full((3, 3), np.nan)
+    values[1, 1] = 0.5  # the centre
+    surf = ws.landscape.Surface(xs, xs, values, np.full((3, 3), np.nan), None, 8, {})
+    summary = build_report(tmp_path / "r.html", results=[("s", surf)], animations=False)
+    html = (tmp_path / "r.html").read_text()
+    assert summary.skipped == [] and summary.results == {"surface": ["s"]}
+    assert "Diverged at 8 of 9 points in this region" in html
