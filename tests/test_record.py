@@ -88,6 +88,41 @@ def test_writer_failure_reaches_the_training_thread(tmp_path, tiny_model, monkey
         rec.close()
 
 
+def test_a_run_whose_writer_fails_at_close_can_still_be_discarded(tmp_path, tiny_model,
+                                                                  monkeypatch):  # fmt: skip
+    """The writer fails after the last record() returned, so close() is where the error
+    surfaces: the recorder keeps the run's lock, and discard() removes the half run."""
+    import threading
+
+    import weightspace.record as record_mod
+
+    started = threading.Event()
+
+    def boom(*a, **k):
+        started.set()
+        raise OSError(28, "No space left on device", "/full/disk")
+
+    monkeypatch.setattr(record_mod, "save_array", boom)
+    rec = ws.Recorder(tiny_model, tmp_path / "r")
+    monkeypatch.setattr(rec, "_raise_if_failed", _raise_only_when_closed(rec))
+    rec.record(0)
+    started.wait(10)
+    with pytest.raises(WeightspaceError, match="no space left on device"):
+        rec.close()
+    assert rec.discard() and not (tmp_path / "r").exists()
+
+
+def _raise_only_when_closed(rec):
+    """record() checks for a failed writer first; make it look as if the failure came after."""
+    original = type(rec)._raise_if_failed
+
+    def check() -> None:
+        if rec._closed:
+            original(rec)
+
+    return check
+
+
 def test_metadata_must_be_json(tmp_path, tiny_model):
     with pytest.raises(WeightspaceError, match="metadata: must be JSON-serialisable"):
         ws.Recorder(tiny_model, tmp_path / "r", metadata={"x": object()})

@@ -126,6 +126,8 @@ class Recorder:
         try:
             self._open_run(metadata, append)
         except BaseException:
+            if self.created:  # e.g. a full disk: no empty run directory is left
+                shutil.rmtree(self.path, ignore_errors=True)
             self._lock.release()
             raise
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
@@ -311,8 +313,9 @@ class Recorder:
             if self._buffers:
                 fsync_dir(self.path / BUFFERS)
         self._metrics_file.close()
+        if self._error is not None:  # the lock stays with a failed run until discard()
+            self._raise_if_failed()  # (or the end of the process) decides what to keep
         self._lock.release()
-        self._raise_if_failed()
 
     def discard(self) -> bool:
         """Stop recording and remove the run directory if this recorder created it (a run
@@ -345,6 +348,9 @@ class Recorder:
                 self.close()
         except Exception:
             pass
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
 
 
 def default_storage_dtype(layout: ParamLayout) -> str:
