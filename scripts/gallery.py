@@ -48,14 +48,23 @@ def main() -> None:
     )
     save_figure(fig, out / "pca_null.png", dpi=90)
 
-    emb, scores = {}, {}
+    emb, scores, labels = {}, {}, {}
     for name, key in (("PHATE", "phate"), ("t-SNE", "tsne")):
         p = load(art / key, kind="projection")
-        emb[name] = np.concatenate(p.coords)
+        emb[name] = [c[:, :2] for c in p.coords]  # each run its own colour
+        labels[name] = list(p.labels)
         scores[name] = p.metadata["trajectory_preservation"]
-        steps = np.concatenate(p.steps)
-    fig, _ = static.plot_embeddings(emb, scores, color=steps.astype(float))
+    fig, _ = static.plot_embeddings(emb, scores, labels=labels)
     save_figure(fig, out / "embeddings.png", dpi=90)
+
+    curves = load(art / "curves-test", kind="curves")
+    panel = {
+        "loss on the test data": {c.label: (c.steps, c.loss) for c in curves.runs},
+        "accuracy on the test data": {c.label: (c.steps, c.accuracy) for c in curves.runs},
+    }
+    fig, axes = static.plot_metrics_panel(panel, ncols=2)
+    axes[0].set_yscale("log")
+    save_figure(fig, out / "curves.png", dpi=90)
 
     spec = load(art / "spectrum-sgd-m0.9", kind="spectrum")
     fig, _ = static.plot_density_heatmap(
@@ -65,6 +74,13 @@ def main() -> None:
         float(spec.densities[0].sigma),
     )
     save_figure(fig, out / "density.png", dpi=90)
+    fig, _ = static.plot_top_eigenvalues(
+        spec.positions,
+        spec.eigenvalues,
+        lr=spec.metadata.get("lr"),
+        optimizer=spec.metadata.get("optimizer"),
+    )
+    save_figure(fig, out / "eigenvalues.png", dpi=90)
     print("\n".join(str(p) for p in sorted(out.glob("*.png"))))
 
 

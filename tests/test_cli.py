@@ -68,6 +68,7 @@ def test_every_command_prints_the_one_json_schema(run_dir, tmp_path, capsys):
         "project": ["project", run_dir, "-o", art / "pca"],
         "surface": ["surface", *p, run_dir, "--grid", "3", "-o", art / "s"],
         "line": ["line", *p, run_dir, "--points", "3", "-o", art / "l"],
+        "curves": ["curves", *p, run_dir, "--at", "every:2", "-o", art / "c"],
         "spectrum": ["spectrum", *p, run_dir, "--top-k", "1", "-o", art / "h"],
         "sample": ["sample", *p, run_dir, "--step-sizes", "0.5", "--seeds", "0",
                    "--retrain-steps", "5", "--no-project", "-o", tmp_path / "jumps"],

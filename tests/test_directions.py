@@ -199,8 +199,8 @@ def test_plane_coordinates_of_a_recorded_run(recorded_run):
 
 def test_plane_extent_covers_every_point_and_the_centre():
     pts = [np.array([[0.5, 1.0], [2.0, 3.0]]), np.array([[1.0, -1.0]])]
-    (x0, x1), (y0, y1) = plane_extent(pts, margin=0.1)
-    assert x0 == pytest.approx(-0.2) and x1 == pytest.approx(2.2)
-    assert y0 == pytest.approx(-1.4) and y1 == pytest.approx(3.4)
+    (x0, x1), (y0, y1) = plane_extent(pts, margin=0.1)  # centred on the centre (0, 0)
+    assert x0 == pytest.approx(-2.2) and x1 == pytest.approx(2.2)
+    assert y0 == pytest.approx(-3.3) and y1 == pytest.approx(3.3)
     (x0, x1), _ = plane_extent(np.zeros((3, 2)), margin=0.0)
     assert (x0, x1) == (-1.0, 1.0)

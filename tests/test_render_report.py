@@ -100,3 +100,21 @@ def test_write_is_atomic_and_checks_the_directory(tmp_path):
     path = Report("r").add_text("hello").write(tmp_path / "r.html")
     assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def test_names_are_drawn_as_written_and_log_ticks_keep_their_math():
+    """A run label like ``$\\bad{x}$`` must not reach matplotlib's TeX parser (it would fail
+    the page), while a log axis's ``10^{-2}`` tick labels are math and must stay so."""
+    from matplotlib.figure import Figure
+
+    from weightspace.render import Report
+
+    fig = Figure()
+    ax = fig.subplots()
+    ax.semilogy([1, 2, 3], [1e-3, 1e-2, 1e-1], label=r"$\undefinedcommand{x}$")
+    ax.legend()
+    Report("t").add_figure(fig)  # draws the figure: it would raise on the label as TeX
+    assert [t.get_parse_math() for t in ax.get_legend().get_texts()] == [False]
+    ticks = ax.get_yticklabels()
+    assert ticks and all(t.get_parse_math() for t in ticks)
+    assert any(t.get_text().startswith("$\\mathdefault") for t in ticks)

@@ -67,7 +67,7 @@ CASES = {
         "2d+3d",
     ),
     "line": (
-        lambda ax: static.plot_line(XS, XS**2, stderr=0.1 + 0 * XS, barrier=0.5, ax=ax),
+        lambda ax: static.plot_line(XS, 1 - XS**2, stderr=0.1 + 0 * XS, barrier=0.25, ax=ax),
         "2d",
     ),
     "pca_spectrum": (
@@ -219,15 +219,17 @@ def test_log_draws_log10_and_refuses_non_positive_values():
         static.plot_surface_contour(XS, YS, VALUES - 1.0, log=True)
 
 
-def test_trajectory_is_drawn_at_its_coordinates_with_residual_and_markers():
+def test_trajectory_is_drawn_at_its_coordinates_with_markers_and_a_legend_below():
     _, ax = static.plot_surface_contour(XS, YS, VALUES, TRAJ, color_by="loss")
     coords = TRAJ[0].coords
     path = next(ln for ln in ax.lines if ln.get_label().startswith("sgd"))
     np.testing.assert_array_equal(path.get_xdata(), coords[:, 0])
     np.testing.assert_array_equal(path.get_ydata(), coords[:, 1])
-    assert "0.25" in path.get_label()  # the largest off-plane residual
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert path.get_label() == "sgd"  # the residuals are defined in the report's table
+    legend = ax.get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
     assert "start" in labels and "end" in labels
+    assert legend.get_bbox_to_anchor().y0 < ax.get_window_extent().y0  # below the data
     with pytest.raises(WeightspaceError, match="color_by"):
         static.plot_surface_contour(XS, YS, VALUES, [plane_trajectory(coords)], color_by="loss")
 
@@ -270,14 +272,15 @@ def test_line_band_and_barrier():
     alphas = np.linspace(0.0, 1.0, 11)
     values = 1.0 - (alphas - 0.4) ** 2
     se = np.full(11, 0.05)
-    _, ax = static.plot_line(alphas, values, stderr=se, barrier=0.3)
+    _, ax = static.plot_line(alphas, values, stderr=se, barrier=0.25)
     band = ax.collections[0].get_paths()[0].vertices
     assert band[:, 1].min() == pytest.approx((values - se).min())
     assert band[:, 1].max() == pytest.approx((values + se).max())
     arrow = ax.texts[0] if hasattr(ax.texts[0], "xy") else None
     assert arrow is not None
-    assert arrow.xy == pytest.approx((0.4, 1.0)) and arrow.xyann == pytest.approx((0.4, 0.7))
-    assert any("barrier 0.3" in t.get_text() for t in ax.texts)
+    # the gap to the chord 0.84 -> 0.64 peaks at 0.5 (0.99 - 0.74), not at the loss's top 0.4
+    assert arrow.xy == pytest.approx((0.5, 0.99)) and arrow.xyann == pytest.approx((0.5, 0.74))
+    assert any("barrier 0.25" in t.get_text() for t in ax.texts)
 
 
 def test_line_without_a_barrier_or_standard_errors_still_saves(tmp_path):
@@ -360,8 +363,10 @@ def test_density_heatmap_shows_densities_by_step():
     mesh = ax.collections[0]
     np.testing.assert_allclose(np.asarray(mesh.get_array()).reshape(GRID.size, 4), dens.T)
     assert "σ = 0.1" in ax.get_title()
-    with pytest.raises(WeightspaceError, match="steps: expected at least 2"):
-        static.plot_density_heatmap(STEPS[:1], GRID, dens[:1], 0.1)
+    _, ax = static.plot_density_heatmap(STEPS[:1], GRID, dens[:1], 0.1)  # one cell around it
+    assert ax.get_xlim() == pytest.approx((STEPS[0] - 0.5, STEPS[0] + 0.5))
+    with pytest.raises(WeightspaceError, match="steps: expected finite, strictly increasing"):
+        static.plot_density_heatmap(STEPS[::-1], GRID, dens, 0.1)
 
 
 def test_top_eigenvalues_draw_two_over_lr():

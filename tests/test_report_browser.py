@@ -130,7 +130,7 @@ def test_built_report_renders_in_headless_chromium(tmp_path):
     dom, console = open_in_chromium(summary.path, tmp_path)
     assert page_errors(console) == []
     assert re.search(r'id="plotly-\d+" class="[^"]*js-plotly-plot', dom)
-    assert "<canvas" in dom and "Interpolation: line" in dom
+    assert "<canvas" in dom and "Loss along a line" in dom and "Result line." in dom
 
 
 def test_a_report_with_a_diverged_and_an_unreadable_result_renders(tmp_path):

@@ -93,9 +93,9 @@ def test_a_report_is_built_from_typed_results_alone(typed, tmp_path):
         ">Runs<",
         "Trajectories: PCA (projection)",
         "Trajectories: PHATE",
-        "Loss landscape: surface",
-        "Interpolation: line",
-        "Curvature: spectrum",
+        "Loss landscape on a plane</a></h2>\n<p>Result surface.",  # no directions recorded
+        "Loss along a line</a></h2>\n<p>Result line.",
+        "Curvature</a></h2>\n<p>Result spectrum.",
     ):
         assert heading in page, heading
     for cell in ("<th>path length</th>", "<th>straightness</th>", "random-walk null", "σ ="):
@@ -144,7 +144,7 @@ def test_report_values_match_the_runs(tmp_path):
 def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path, typed):
     out = tmp_path / "r.html"
     cases = {
-        r"results\[1\] 'x': expected a Projection, Surface, Line or CurvatureAlong, got "
+        r"results\[1\] 'x': expected a Projection, Surface, Line, Curves or CurvatureAlong, got "
         r"dict": {"results": [("pca", typed["projection"]), ("x", {"values": 1})]},
         r"results\[0\]: expected a \(name, result\) pair, got Surface": {
             "results": [typed["surface"]]

@@ -175,3 +175,33 @@ def test_a_float64_model_is_stored_in_float64(tmp_path):
     assert traj.storage_dtype == np.float64
     theta = ws.ParamLayout.from_module(problem.model).flatten(problem.model)
     np.testing.assert_array_equal(traj.snapshot(-1), theta.numpy())
+
+
+def test_a_clone_with_a_new_data_order_inherits_the_optimizer_settings(tmp_path, capsys):
+    """`record --data-seed 1 --init-from RUN` compares data orders, not optimizers: the
+    clone trains with RUN's optimizer, lr, momentum, weight decay and batch size unless
+    given, and `info` shows them."""
+    from weightspace.cli import main
+
+    parent = tmp_path / "sgd"
+    flags = ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--weight-decay", "1e-4",
+             "--batch-size", "32", "--steps", "20", "--every", "5", "--no-progress"]  # fmt: skip
+    assert main(["record", "--problem", "digits-mlp", *flags, "-o", str(parent)]) == 0
+    clone = tmp_path / "order1"
+    assert main(["record", "--problem", "digits-mlp", "--data-seed", "1", "--init-from",
+                 f"{parent}:10", "--steps", "10", "--every", "5", "-o", str(clone),
+                 "--no-progress"]) == 0  # fmt: skip
+    md = ws.Trajectory.load(clone).metadata
+    assert (md["optimizer"], md["lr"], md["momentum"]) == ("sgd", 0.05, 0.9)
+    assert (md["weight_decay"], md["batch_size"], md["data_seed"]) == (1e-4, 32, 1)
+    capsys.readouterr()
+    assert main(["info", str(clone)]) == 0
+    shown = capsys.readouterr().out
+    assert "lr: 0.05" in shown and "momentum: 0.9" in shown and "batch_size: 32" in shown
+    other = tmp_path / "faster"
+    args = ["--init-from", str(parent), "--lr", "0.2", "--steps", "5", "--every", "5"]
+    assert (
+        main(["record", "--problem", "digits-mlp", *args, "-o", str(other), "--no-progress"]) == 0
+    )
+    md = ws.Trajectory.load(other).metadata
+    assert (md["lr"], md["momentum"], md["batch_size"]) == (0.2, 0.9, 32)  # only lr given

@@ -90,6 +90,29 @@ def test_line(runs, tmp_path):
     assert_bitwise(ws.load(tmp_path / "l"), py)
 
 
+def test_curves(runs, tmp_path):
+    """The test-data curves: the CLI equals the workflow, and each value is the objective
+    evaluated at that snapshot (an independent path: Objective.evaluate, point by point)."""
+    a, b = runs
+    assert cli("curves", "--problem", "digits-mlp", a, b, "--data", "test",
+               "-o", tmp_path / "c") == 0  # fmt: skip
+    problem = ws.zoo.problem("digits-mlp", seed=0)
+    test = ws.Objective(problem, data=problem.test_data)
+    py = ws.curves_of_runs(test, [a, b])
+    cli_result = ws.load(tmp_path / "c")
+    assert_bitwise(cli_result, py)
+    assert cli_result.metadata["data"]["split"] == "test"
+    for run, curve in zip((a, b), py.runs):
+        traj = ws.Trajectory.load(run)
+        assert np.array_equal(curve.steps, traj.steps) and curve.label == run.name
+        for i in range(len(traj)):
+            ev = test.evaluate(traj.theta(i))
+            assert curve.loss[i] == pytest.approx(ev.loss, rel=1e-6)
+            assert curve.accuracy[i] == pytest.approx(ev.accuracy, abs=1e-12)
+    every = ws.curves_of_runs(test, a, at="every:2")
+    assert every.runs[0].steps.tolist() == [0, 10, 20]
+
+
 @pytest.mark.parametrize("method", ["pca", "phate"])
 def test_project(runs, tmp_path, method):
     assert cli("project", *runs, "--method", method, "-o", tmp_path / "p") == 0
@@ -147,10 +170,15 @@ def test_demo_stages_are_the_workflows(tmp_path, capsys):
     line = ws.line_between(objective(), runs["sgd-m0.9-order1"], runs["sgd-m0.9-order2"], points=11)
     assert_bitwise(ws.load(out / "artifacts" / "line-order1-order2"), line)
     page = (out / "report.html").read_text()
-    for section in ("Trajectories: PCA", "PHATE", "Loss landscape", "Interpolation", "Curvature"):
+    sections = ("Trajectories: PCA", "PHATE", "Loss landscape", "Interpolation", "Curvature")
+    for section in (*sections, "Loss and accuracy along training (the test data)"):
         assert section in page, section
+    assert "training loss (minibatch)" in page or "Loss and accuracy each run recorded" in page
+    assert "Accuracy on the same grid" in page
     kinds = sorted(json.loads(f.read_text())["kind"] for f in (out / "artifacts").glob("*.json"))
-    assert kinds == ["line", "projection", "projection", "projection", "spectrum", "surface"]
+    assert kinds == [
+        "curves", "line", "projection", "projection", "projection", "spectrum", "surface"
+    ]  # fmt: skip
     assert cli("demo", "--quick", "-o", out) == 1  # refuses to replace without --overwrite
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already holds output" in err[0] and "--overwrite" in err[0]

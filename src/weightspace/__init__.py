@@ -1,69 +1,88 @@
 """weightspace: see and measure neural-network training in weight space.
 
 Trajectories (PCA, PHATE), loss landscapes and curvature, from recorded runs.
+
+Importing the package is cheap: each public name (and each submodule) is imported on first
+use, so ``weightspace -h`` answers without loading torch.
+
+>>> import weightspace as ws
+>>> ws.zoo.names()[:2]
+['digits-mlp', 'digits-cnn']
+>>> ws.Trajectory is ws.trajectory.Trajectory
+True
 """
 
-from . import buffers, optimizers, zoo
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .buffer_layout import BufferLayout
-from .checkpoints import import_checkpoints
-from .curvature import (
-    CurvatureAlong,
-    CurvatureSettings,
-    Eigenpairs,
-    HessianOperator,
-    SpectralDensity,
-    SplitHessianOperator,
-    TraceEstimate,
-    curvature_along,
-    curvature_at,
-    curvature_between,
-    hutchinson_trace,
-    hutchpp_trace,
-    plan_hessian,
-    spectral_density,
-    top_eigenpairs,
-)
-from .directions import (
-    Directions,
-    directions_from_vectors,
-    interpolation_directions,
-    load_directions,
-    normalize_direction,
-    plane_through,
-    random_directions,
-)
 from .errors import CorruptRunError, LayoutMismatchError, WeightspaceError
-from .landscape import (
-    EngineOptions,
-    Line,
-    PlaneTrajectory,
-    Surface,
-    evaluate_line,
-    evaluate_plane,
-    plane_coordinates,
-    points_losses,
-    trajectories_on_plane,
-)
-from .layout import ParamLayout
-from .objective import Evaluation, Objective
-from .problems import Problem
-from .projection import PCA, PHATE, TSNE, UMAP, compare_to_random_walk, random_walk_null
-from .record import Recorder
-from .results import Projection, RunProjection, load, save
-from .sampling import JumpSamples, jump_and_retrain
-from .topology import LossTopology, knn_graph, loss_topology, sublevel_persistence
-from .trajectory import Trajectory
-from .workflows import (
-    DemoSummary,
-    line_between,
-    project_runs,
-    report,
-    run_demo,
-    sample_around,
-    spectrum_of_run,
-    surface_around,
-)
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports
+    from . import buffers, optimizers, zoo
+    from .buffer_layout import BufferLayout
+    from .checkpoints import import_checkpoints
+    from .curvature import (
+        CurvatureAlong,
+        CurvatureSettings,
+        Eigenpairs,
+        HessianOperator,
+        SpectralDensity,
+        SplitHessianOperator,
+        TraceEstimate,
+        curvature_along,
+        curvature_at,
+        curvature_between,
+        hutchinson_trace,
+        hutchpp_trace,
+        plan_hessian,
+        spectral_density,
+        top_eigenpairs,
+    )
+    from .directions import (
+        Directions,
+        directions_from_vectors,
+        interpolation_directions,
+        load_directions,
+        normalize_direction,
+        plane_through,
+        random_directions,
+    )
+    from .landscape import (
+        Curves,
+        EngineOptions,
+        Line,
+        PlaneTrajectory,
+        Surface,
+        evaluate_line,
+        evaluate_plane,
+        plane_coordinates,
+        points_losses,
+        trajectories_on_plane,
+    )
+    from .layout import ParamLayout
+    from .objective import Evaluation, Objective
+    from .problems import Problem
+    from .projection import PCA, PHATE, TSNE, UMAP, compare_to_random_walk, random_walk_null
+    from .record import Recorder
+    from .results import Projection, RunProjection, load, save
+    from .sampling import JumpSamples, jump_and_retrain
+    from .topology import LossTopology, knn_graph, loss_topology, sublevel_persistence
+    from .trajectory import Trajectory
+    from .workflows import (
+        DemoSummary,
+        curves_of_runs,
+        line_between,
+        project_runs,
+        report,
+        run_demo,
+        sample_around,
+        spectrum_of_run,
+        surface_around,
+    )
+
 
 __all__ = [
     "PCA",
@@ -74,6 +93,7 @@ __all__ = [
     "CorruptRunError",
     "CurvatureAlong",
     "CurvatureSettings",
+    "Curves",
     "DemoSummary",
     "Directions",
     "Eigenpairs",
@@ -103,6 +123,7 @@ __all__ = [
     "curvature_along",
     "curvature_at",
     "curvature_between",
+    "curves_of_runs",
     "directions_from_vectors",
     "evaluate_line",
     "evaluate_plane",
@@ -137,3 +158,91 @@ __all__ = [
     "trajectories_on_plane",
     "zoo",
 ]
+
+# Importing the package costs nothing heavy (``weightspace -h`` must not import torch): each
+# public name is imported from the submodule below on first access (PEP 562), then cached.
+# Keep this table and the TYPE_CHECKING imports above the same (tests/test_cli_startup.py).
+_LAZY: dict[str, tuple[str, ...]] = {
+    ".buffer_layout": ("BufferLayout",),
+    ".checkpoints": ("import_checkpoints",),
+    ".curvature": (
+        "CurvatureAlong",
+        "CurvatureSettings",
+        "Eigenpairs",
+        "HessianOperator",
+        "SpectralDensity",
+        "SplitHessianOperator",
+        "TraceEstimate",
+        "curvature_along",
+        "curvature_at",
+        "curvature_between",
+        "hutchinson_trace",
+        "hutchpp_trace",
+        "plan_hessian",
+        "spectral_density",
+        "top_eigenpairs",
+    ),
+    ".directions": (
+        "Directions",
+        "directions_from_vectors",
+        "interpolation_directions",
+        "load_directions",
+        "normalize_direction",
+        "plane_through",
+        "random_directions",
+    ),
+    ".landscape": (
+        "Curves",
+        "EngineOptions",
+        "Line",
+        "PlaneTrajectory",
+        "Surface",
+        "evaluate_line",
+        "evaluate_plane",
+        "plane_coordinates",
+        "points_losses",
+        "trajectories_on_plane",
+    ),
+    ".layout": ("ParamLayout",),
+    ".objective": ("Evaluation", "Objective"),
+    ".problems": ("Problem",),
+    ".projection": ("PCA", "PHATE", "TSNE", "UMAP", "compare_to_random_walk", "random_walk_null"),
+    ".record": ("Recorder",),
+    ".results": ("Projection", "RunProjection", "load", "save"),
+    ".sampling": ("JumpSamples", "jump_and_retrain"),
+    ".topology": ("LossTopology", "knn_graph", "loss_topology", "sublevel_persistence"),
+    ".trajectory": ("Trajectory",),
+    ".workflows": (
+        "DemoSummary",
+        "curves_of_runs",
+        "line_between",
+        "project_runs",
+        "report",
+        "run_demo",
+        "sample_around",
+        "spectrum_of_run",
+        "surface_around",
+    ),
+}
+_SOURCES = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """A public name (``ws.Trajectory``) or a submodule (``ws.zoo``), imported on first use."""
+    if name in _SOURCES:
+        value = getattr(importlib.import_module(_SOURCES[name], __name__), name)
+    elif name.isidentifier() and not name.startswith("__"):
+        try:
+            value = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise  # the submodule exists; something it imports is missing
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ._lock import DirectoryLock
+from ._progress import progress_bar
 from ._sampling_plan import (
     DEFAULT_SIZES,
     MANIFEST,
@@ -177,7 +177,8 @@ def jump_and_retrain(
         expected = list(range(origin_step, origin_step + retrain_steps + 1, step_every))
         pairs = [(s, k) for s in sizes for k in seeds]
         records, skipped = [], []
-        for size, seed in tqdm(pairs, disable=not progress, desc="jump and retrain", unit="run"):
+        bar = progress_bar(pairs, enabled=progress, desc="jump and retrain", unit="run", leave=True)
+        for size, seed in bar:
             name = run_name(size, seed)
             entry = manifest["runs"].get(name)
             done = is_complete(out / name, entry, expected)

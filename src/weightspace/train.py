@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ._batches import call_model, minibatches
+from ._progress import progress_bar
 from .checks import check_seed, non_negative_int, positive_int
 from .errors import WeightspaceError, first_line
 from .layout import ParamLayout
@@ -241,9 +241,9 @@ def _loop(
     batches = minibatches(problem.data, s.batch_size, s.data_seed)
     model.train()
     rec.record(first)
-    bar = tqdm(
+    bar = progress_bar(
         range(first + 1, first + s.steps + 1),
-        disable=not progress,
+        enabled=progress,
         unit="step",
         desc=f"train {rec.path.name}",
         leave=False,

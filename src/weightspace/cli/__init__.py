@@ -38,6 +38,7 @@ COMMANDS = (
     "project",
     "surface",
     "line",
+    "curves",
     "spectrum",
     "sample",
     "report",
@@ -79,7 +80,11 @@ def common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-v", "--verbose", action="store_true", help="log details and show tracebacks on errors"
     )
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress (bars on a terminal, a line every 30 s otherwise)",
+    )
 
 
 def add_command(sub, name: str, help: str, examples: str) -> argparse.ArgumentParser:
@@ -96,8 +101,8 @@ def add_command(sub, name: str, help: str, examples: str) -> argparse.ArgumentPa
 
 
 def show_progress(args: argparse.Namespace) -> bool:
-    """Progress bars on by default when stderr is a terminal."""
-    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+    """Progress on unless ``--no-progress``: a bar on a terminal, else a line every 30 s."""
+    return not getattr(args, "no_progress", False)
 
 
 def _flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:

@@ -37,6 +37,20 @@ def run(args: argparse.Namespace) -> Output:
         **{f"run:{name}": str(path) for name, path in demo.runs.items()},
     }
     summary = {"timings": demo.timings, "notes": list(demo.notes)}
-    lines = [f"{stage:<14} {seconds:7.1f} s" for stage, seconds in demo.timings.items()]
-    lines.append(f"report: {demo.report}")
+    lines = [*_stage_table(demo.timings), f"report: {demo.report}"]
     return Output(artifacts, summary, None, lines)
+
+
+def _stage_table(timings: dict[str, float]) -> list[str]:
+    """The time of each stage and the total, aligned.
+
+    Example:
+        >>> print("\\n".join(_stage_table({"record": 12.5, "surface": 3.25})))
+        stage    seconds
+        record      12.5
+        surface      3.2
+        total       15.8
+    """
+    rows = [*timings.items(), ("total", sum(timings.values()))]
+    width = max(len("stage"), *(len(name) for name, _ in rows))
+    return [f"{'stage':<{width}}  seconds"] + [f"{n:<{width}}  {s:7.1f}" for n, s in rows]

@@ -40,11 +40,21 @@ def add_parser(sub) -> None:
         default="cosine",
         help="distance for phate/tsne/umap (default: cosine between centred PCA scores)",
     )
-    p.add_argument("--knn", type=_options.positive_int, help="PHATE kNN (default 5)")
+    p.add_argument(
+        "--knn", type=_options.positive_int, help="PHATE kNN (default 5, at most the snapshots - 1)"
+    )
     p.add_argument("--decay", type=float, help="PHATE α (default 40)")
     p.add_argument("--t", help="PHATE diffusion time (default auto)")
-    p.add_argument("--perplexity", type=float, help="t-SNE perplexity (default 30)")
-    p.add_argument("--neighbors", type=_options.positive_int, help="UMAP n_neighbors (15)")
+    p.add_argument(
+        "--perplexity",
+        type=float,
+        help="t-SNE perplexity (default 30, at most (snapshots - 1) / 3)",
+    )
+    p.add_argument(
+        "--neighbors",
+        type=_options.positive_int,
+        help="UMAP n_neighbors (default 15, at most the snapshots - 1)",
+    )
     p.add_argument("--seed", type=_options.seed, default=0, help="seed of randomized/t-SNE/UMAP")
     p.add_argument(
         "--save-components",

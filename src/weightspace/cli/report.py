@@ -12,6 +12,7 @@ EXAMPLES = """
   weightspace report runs/sgd runs/adam --artifacts out -o report.html
   weightspace report runs/sgd -o sgd.html                   # runs only: paths and distances
   weightspace report --artifacts out -o results.html --no-animations
+  weightspace report --artifacts out -o linear.html --scale linear --vmax 5 --levels 30
 """
 
 
@@ -31,6 +32,19 @@ def add_parser(sub) -> None:
         action="store_true",
         help="skip the GIF/MP4 of the trajectory over each surface",
     )
+    p.add_argument(
+        "--scale",
+        choices=("auto", "log", "linear"),
+        default="auto",
+        help="surfaces' colour and height scale, the same in every view (default auto: log "
+        "where the loss is positive)",
+    )
+    p.add_argument(
+        "--vmax", type=float, help="draw surface values above VMAX at VMAX (default: no clipping)"
+    )
+    p.add_argument(
+        "--levels", type=_options.positive_int, default=20, help="contour levels (default 20)"
+    )
     p.set_defaults(func=run)
 
 
@@ -43,6 +57,9 @@ def run(args: argparse.Namespace) -> Output:
         artifacts=args.artifacts,
         title=args.title,
         animations=not args.no_animations,
+        scale=args.scale,
+        vmax=args.vmax,
+        levels=args.levels,
         overwrite=args.overwrite,
         progress=show_progress(args),
     )

@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from ..buffers import INTERPOLATION_RULE, at_snapshot, interpolated
 from ..checks import Seed, as_generator
 from ..errors import WeightspaceError
@@ -97,7 +97,8 @@ def curvature_at(
             :func:`weightspace.optimizers.optimizer_settings`), for ``λ_max·lr`` and its
             stability threshold.
         n_points: the number of points (for the progress bar).
-        progress: show a progress bar over points.
+        progress: show progress over points, and within each point over its Hessian
+            columns, Lanczos products, trace probes and SLQ probes and steps.
         **overrides: fields of :class:`CurvatureSettings` (``top_k=3``, ``density=True``,
             ``n_probes=``, ``n_steps=``, ``sigma=``, ``grid_points=``, ``seed=``, ``tol=``,
             ``block_size=``, ``which=``, ``trace_probes=``, ``dtype=``, ``include=``,
@@ -115,7 +116,10 @@ def curvature_at(
     seed = _int_seed(s.seed)
     rows: list[_Point] = []
     vectors = None
-    for point in tqdm(points, total=n_points, disable=not progress, desc="curvature", unit="point"):
+    bar = progress_bar(
+        points, total=n_points, desc="curvature", unit="point", enabled=progress, leave=True
+    )
+    for point in bar:
         row, vectors = _at_point(objective, point, s, seed, vectors, axis, progress)
         rows.append(row)
     if not rows:
@@ -148,12 +152,15 @@ def _at_point(
     if s.top_k:
         v0 = prev.sum(0) if prev is not None else None  # warm start from the last point
         eig = top_eigenpairs(
-            op, s.top_k, s.which, tol=s.tol, block_size=s.block_size, v0=v0, seed=seed
-        )
+            op, s.top_k, s.which, tol=s.tol, block_size=s.block_size, v0=v0, seed=seed,
+            progress=progress,
+        )  # fmt: skip
     if s.trace_probes:
-        tr = hutchinson_trace(op, s.trace_probes, seed=seed)
+        tr = hutchinson_trace(op, s.trace_probes, seed=seed, progress=progress)
     if s.density:
-        dens = spectral_density(op, s.n_probes, s.n_steps, s.sigma, seed=seed, grid=2)
+        dens = spectral_density(
+            op, s.n_probes, s.n_steps, s.sigma, seed=seed, grid=2, progress=progress
+        )
     op.release()
     row = _Point(
         position=pos,

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from ..checks import Seed, as_generator, positive_int
 from ..errors import WeightspaceError
 from ._krylov import breakdown_threshold, orthogonalize
@@ -113,7 +113,7 @@ def _thick_restart(
     m: int,
     max_matvecs: int,
     gen: torch.Generator,
-    bar: tqdm,
+    bar: Any,
 ) -> tuple[torch.Tensor, torch.Tensor, float, int]:
     """Thick-restart block Lanczos, full reorthogonalisation; blocks of ``b = V0.shape[1]``."""
     n, b = V0.shape
@@ -164,7 +164,7 @@ def _thick_restart(
 
 
 def _dense(
-    op: Any, k: int, which: Which, bar: tqdm
+    op: Any, k: int, which: Which, bar: Any
 ) -> tuple[torch.Tensor, torch.Tensor, float, int]:
     """Small operators: the full matrix, ``n`` products, and ``eigh``."""
     n = op.shape[0]
@@ -251,7 +251,8 @@ def top_eigenpairs(
         seed: randomness of the start (and of restarts at an invariant subspace).
         method: ``"lanczos"`` (thick restart, on the operator's device) or ``"arpack"``
             (SciPy ``eigsh``, float64 on the CPU; its ``tol`` is relative to ``|λ|``).
-        progress: show a progress bar of products.
+        progress: show progress of the products (out of the budget: ``n`` when dense,
+            else ``max_matvecs``; ARPACK's is not known).
 
     Returns:
         :class:`Eigenpairs`.
@@ -274,8 +275,10 @@ def top_eigenpairs(
         if v0.shape != (n,) or not bool(torch.isfinite(v0).all()) or float(v0.norm()) == 0:
             raise WeightspaceError(f"v0: expected a finite non-zero vector of shape ({n},)")
         V0[:, 0] = v0.detach().to(device=op.device, dtype=op.dtype)
-    with tqdm(disable=not progress, desc="eigenpairs", unit="hvp", leave=False) as bar:
-        if method == "lanczos" and m + b >= n:
+    dense = method == "lanczos" and m + b >= n
+    budget = n if dense else max_matvecs if method == "lanczos" else None
+    with progress_bar(total=budget, desc="eigenpairs", unit="product", enabled=progress) as bar:
+        if dense:
             theta, Y, scale, used = _dense(op, k, which, bar)
         elif method == "lanczos":
             theta, Y, scale, used = _thick_restart(op, V0, k, which, tol, m, max_matvecs, gen, bar)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from ..errors import WeightspaceError
 
 __all__ = ["Operator", "announce", "apply", "check_operator", "check_vectors", "random_vectors"]
@@ -114,5 +114,9 @@ class Operator:
         """The full ``(m, m)`` matrix, ``chunk`` columns at a time (small ``m`` only)."""
         m = self.shape[0]
         eye = torch.eye(m, dtype=self.dtype, device=self.device)
-        starts = tqdm(range(0, m, chunk), desc="hessian", leave=False, disable=not self.progress)
-        return torch.cat([self.matmat(eye[:, a : a + chunk]) for a in starts], dim=1)
+        columns = []
+        with progress_bar(total=m, desc="hessian", unit="column", enabled=self.progress) as bar:
+            for a in range(0, m, chunk):
+                columns.append(self.matmat(eye[:, a : a + chunk]))
+                bar.update(columns[-1].shape[1])
+        return torch.cat(columns, dim=1)

@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .. import parallel
+from .._progress import progress_bar
 from ..checks import Seed, as_generator, positive_int
 from ..errors import WeightspaceError
 from ._krylov import breakdown_threshold, orthogonalize
@@ -120,7 +120,7 @@ def lanczos_tridiagonal(
     active = torch.ones(p, dtype=torch.bool)
     scale = torch.zeros(p, dtype=torch.float64)
     used = 0
-    for j in tqdm(range(m), disable=not progress, desc="lanczos", unit="step", leave=False):
+    for j in progress_bar(range(m), desc="lanczos", unit="step", enabled=progress):
         if bool(active.all()):  # views, no copies of the basis (the usual case)
             idx = torch.arange(p)
             q_j, basis = Q[:, j], Q[:, : j + 1]  # (a, n), (a, j+1, n)
@@ -266,7 +266,7 @@ def spectral_density(
         distributed: split probes across ranks of an initialised ``torch.distributed``
             group (:mod:`weightspace.parallel`); default when one is initialised. Every rank
             returns the same result.
-        progress: show a progress bar.
+        progress: show progress over probes, and over the Lanczos steps of each pass.
 
     Returns:
         :class:`SpectralDensity`.
@@ -319,15 +319,13 @@ def _quadrature(
     (rows of other probes zero), ``chunk`` probes advanced together."""
     P = V.shape[1]
     nodes, weights, used = np.zeros((P, m)), np.zeros((P, m)), 0
-    with tqdm(
-        total=len(mine) * m, disable=not progress, desc="slq", unit="step", leave=False
-    ) as bar:
+    with progress_bar(total=len(mine), desc="slq", unit="probe", enabled=progress) as bar:
         for a in range(0, len(mine), chunk):
             idx = mine[a : a + chunk]
-            tri = lanczos_tridiagonal(op, V[:, torch.as_tensor(idx)], m)
+            tri = lanczos_tridiagonal(op, V[:, torch.as_tensor(idx)], m, progress=progress)
             nodes[idx], weights[idx] = (x.numpy() for x in tri.nodes_weights())
             used += tri.n_matvecs
-            bar.update(len(idx) * m)
+            bar.update(len(idx))
     return nodes, weights, used
 
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 from torch.func import grad
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from ..errors import WeightspaceError
 from ..layout import NameFilter, ParamLayout
 from ._autodiff import checked_linearize, name_matcher, named_loss, values_of
@@ -124,10 +124,10 @@ class SplitHessianOperator(Operator):
             m, b = self.shape[0], len(self._b_idx)
             columns = torch.zeros(m, b, dtype=self.dtype, device=self.device)
             n_batches = self.objective.n_batches
-            bar = tqdm(
-                total=b * n_batches, desc="hessian columns", leave=False, disable=not self.progress
+            bar = progress_bar(
+                total=b * n_batches, desc="hessian columns", unit="product", enabled=self.progress
             )
-            with torch.enable_grad():
+            with bar, torch.enable_grad():
                 for batch in range(n_batches):
                     column = self._column_product(batch)
                     e = torch.zeros(b, dtype=self.dtype, device=self.device)
@@ -136,7 +136,6 @@ class SplitHessianOperator(Operator):
                         columns[:, j] += column(e)
                         e[j] = 0.0
                         bar.update()
-            bar.close()
             self.n_matvecs += b
             self._columns = columns
             self._rows_r = columns.index_select(0, self._r_idx).contiguous()  # C_R

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from ..checks import Seed, as_generator, positive_int
 from ..errors import WeightspaceError
 from .protocol import announce, apply, check_operator, random_vectors
@@ -64,7 +64,7 @@ def _metadata(op: Any, method: str, probes: str, seed: Seed, **settings: int) ->
     return {**meta, "probes": probes, "seed": seed}
 
 
-def _quadratic_forms(op: Any, Z: torch.Tensor, chunk: int, bar: tqdm) -> np.ndarray:
+def _quadratic_forms(op: Any, Z: torch.Tensor, chunk: int, bar: Any) -> np.ndarray:
     """``zᵀ H z`` for each column of ``Z: (n, P)``, ``chunk`` columns per pass."""
     out = []
     for a in range(0, Z.shape[1], chunk):
@@ -108,7 +108,7 @@ def hutchinson_trace(
     chunk = positive_int(probes_per_pass, "probes_per_pass")
     Z = random_vectors(n, P, as_generator(seed), dtype=op.dtype, device=op.device, kind=probes)
     announce(op, P)
-    with tqdm(total=P, disable=not progress, desc="trace", unit="hvp", leave=False) as bar:
+    with progress_bar(total=P, desc="trace", unit="probe", enabled=progress) as bar:
         samples = _quadratic_forms(op, Z, chunk, bar)
     return TraceEstimate(
         estimate=float(samples.mean()),
@@ -169,7 +169,7 @@ def hutchpp_trace(
     rest = budget - 2 * s
     G = random_vectors(n, rest, gen, kind=probes, **kw) if rest else None
     announce(op, budget)
-    with tqdm(total=budget, disable=not progress, desc="hutch++", unit="hvp", leave=False) as bar:
+    with progress_bar(total=budget, desc="hutch++", unit="product", enabled=progress) as bar:
         HS = torch.cat([apply(op, S[:, a : a + chunk]) for a in range(0, s, chunk)], dim=1)
         bar.update(s)
         Q, _ = torch.linalg.qr(HS)  # orthonormal even when H S is rank-deficient

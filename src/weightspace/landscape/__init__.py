@@ -17,11 +17,19 @@ from .grid import (
     evaluate_plane,
     grid_axis,
 )
-from .overlay import plane_coordinates, plane_extent, points_losses, trajectories_on_plane
-from .results import Line, PlaneTrajectory, Surface
+from .overlay import (
+    plane_coordinates,
+    plane_extent,
+    points_losses,
+    snapshots_evaluation,
+    trajectories_on_plane,
+)
+from .results import Curve, Curves, Line, PlaneTrajectory, Surface
 
 __all__ = [
     "MAX_POINTS",
+    "Curve",
+    "Curves",
     "EngineOptions",
     "Line",
     "PlaneTrajectory",
@@ -34,5 +42,6 @@ __all__ = [
     "plane_coordinates",
     "plane_extent",
     "points_losses",
+    "snapshots_evaluation",
     "trajectories_on_plane",
 ]

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .. import parallel
 from .._lock import DirectoryLock
+from .._progress import progress_bar
 from ..errors import WeightspaceError
 from ..objective import Objective
 from ._engine import EngineOptions, PointEngine, StateFn, _sync, build_engine
@@ -207,11 +207,11 @@ def _loop(
     m = eng.points_per_pass
     buf = torch.empty((m, eng.obj.layout.numel), dtype=eng.dtype, device=device)
     last_save, since = time.monotonic(), 0
-    bar = tqdm(
+    bar = progress_bar(
         total=n_mine,
         initial=n_mine - len(todo),  # resumed and probe points
-        disable=not opts.progress or parallel.rank() != 0,
-        unit="pt",
+        enabled=opts.progress and parallel.rank() == 0,
+        unit="point",
         desc=desc,
         leave=False,
     )

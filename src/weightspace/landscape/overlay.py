@@ -23,7 +23,13 @@ from ._engine import EngineOptions
 from .grid import _affine_writer, _prepare, _run
 from .results import PlaneTrajectory
 
-__all__ = ["plane_coordinates", "plane_extent", "points_losses", "trajectories_on_plane"]
+__all__ = [
+    "plane_coordinates",
+    "plane_extent",
+    "points_losses",
+    "snapshots_evaluation",
+    "trajectories_on_plane",
+]
 
 
 def points_losses(
@@ -79,6 +85,47 @@ def points_losses(
     return values
 
 
+def snapshots_evaluation(
+    objective: Objective,
+    traj: Any,
+    indices: Sequence[int] | None = None,
+    *,
+    engine: EngineOptions | Mapping[str, Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Mean loss, its standard error over batches, and accuracy (classification) at
+    snapshots of a run, each read with its own recorded buffers, through the grid engine.
+
+    Args:
+        traj: a :class:`~weightspace.Trajectory`.
+        indices: snapshot indices (default: all).
+
+    Returns:
+        ``(values, stderr, accuracy)``, each ``(m,)`` float64 (accuracy None for a regression
+        objective); NaN where the loss is not finite.
+    """
+    idx = np.arange(len(traj)) if indices is None else np.asarray(list(indices), dtype=np.int64)
+    if idx.size == 0:
+        raise WeightspaceError("indices: no snapshot selected; give at least one")
+    n = objective.layout.numel
+    run_state = snapshot_states(objective, traj)
+
+    def write(rows: np.ndarray, out: torch.Tensor) -> None:
+        for r, i in enumerate(idx[rows].tolist()):
+            out[r].copy_(traj.theta(i, dtype=out.dtype, device=out.device))
+
+    def state(rows: np.ndarray, thetas: torch.Tensor) -> torch.Tensor:
+        return run_state(idx[rows], thetas)
+
+    dtype = objective.theta0.dtype  # the model's own precision
+    first = as_vector(traj.theta(int(idx[0]), dtype=dtype), n, "snapshot", device=objective.device)
+    key = ("snapshots", str(traj.path), np.asarray(traj.steps)[idx], np.asarray(traj.snapshot(-1)))
+    values, stderr, acc, *_ = _run(
+        objective, first, write, len(idx), key, "snapshots", check=False,
+        engine=EngineOptions.of(engine), state=None if run_state is None else state,
+    )  # fmt: skip
+    return values, stderr, acc
+
+
 def trajectories_on_plane(
     objective: Objective,
     trajectories: Sequence[Any],
@@ -111,7 +158,7 @@ def trajectories_on_plane(
     c, (v1, v2) = _prepare(objective, center, {"d1": d1, "d2": d2})
     out = []
     for k, traj in enumerate(trajectories):
-        coords, residual = plane_coordinates(traj, c, v1, v2)
+        coords, residual, distance = _fit_plane(traj, c, v1, v2)
         is_run = hasattr(traj, "snapshot")
         steps = np.asarray(traj.steps) if is_run else np.arange(len(coords))
         name = names[k] if names is not None else (Path(traj.path).name if is_run else f"run{k}")
@@ -124,7 +171,7 @@ def trajectories_on_plane(
             plane, *_ = _run(
                 objective, c, write, len(coords), key, "plane", check=False, engine=opts
             )
-        out.append(PlaneTrajectory(name, steps, coords, residual, true, plane))
+        out.append(PlaneTrajectory(name, steps, coords, residual, true, plane, distance))
     return tuple(out)
 
 
@@ -176,6 +223,12 @@ def plane_coordinates(points: Any, center: Any, d1: Any, d2: Any) -> tuple[np.nd
         >>> coords.round(6).tolist(), res.round(6).tolist()
         ([[0.5, 3.0]], [0.0])
     """
+    coords, residual, _ = _fit_plane(points, center, d1, d2)
+    return coords, residual
+
+
+def _fit_plane(points: Any, center: Any, d1: Any, d2: Any) -> tuple[np.ndarray, ...]:
+    """:func:`plane_coordinates`, and each point's distance ``||theta - c||`` too."""
     c = as_vector(center, int(np.shape(center)[-1]), "center", dtype=torch.float64)
     n = c.shape[0]
     basis = torch.stack(
@@ -190,7 +243,7 @@ def plane_coordinates(points: Any, center: Any, d1: Any, d2: Any) -> tuple[np.nd
             f"d1, d2: parallel (cosine {cosine(basis[0], basis[1]):.12f}); choose two "
             "independent directions"
         )
-    coords, residual = [], []
+    coords, residual, distance = [], [], []
     for p in _iter_points(points, n):
         delta = p.to(c.device) - c
         y = q.T @ delta
@@ -198,31 +251,39 @@ def plane_coordinates(points: Any, center: Any, d1: Any, d2: Any) -> tuple[np.nd
         dist = float(torch.linalg.vector_norm(delta))
         off = float(torch.linalg.vector_norm(delta - q @ y))
         residual.append(off / dist if dist > 0 else 0.0)
+        distance.append(dist)
     if not coords:
         raise WeightspaceError("points: no point given; give at least one (n,) vector")
-    return torch.stack(coords).cpu().numpy(), np.asarray(residual, dtype=np.float64)
+    f64 = np.float64
+    return torch.stack(coords).cpu().numpy(), np.asarray(residual, f64), np.asarray(distance, f64)
 
 
 def plane_extent(
     coords: Sequence[np.ndarray] | np.ndarray, *, margin: float = 0.1
 ) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Grid spans ``((xmin, xmax), (ymin, ymax))`` covering points and the centre, with margin.
+    """Grid spans ``((-x, x), (-y, y))`` centred on the centre and covering every point, with
+    a margin.
+
+    The centre (the origin of the plane, usually the minimum a surface is drawn around) is
+    the middle of each axis, so it is never at the edge of a picture, and with an odd number
+    of grid points it is a grid point.
 
     Args:
         coords: ``(T, 2)`` coordinates, or a list of them (several runs).
-        margin: extra share of each axis' range on both sides (0.1: 10 %).
+        margin: extra share of each half-width (0.1: 10 %).
 
     Returns:
-        the x and y spans; a degenerate axis gets a span of ``[-1, 1]`` around its value.
+        the x and y spans; an axis along which every point sits at the centre gets
+        ``[-1, 1]``.
+
+    Example:
+        >>> plane_extent(np.array([[-4.0, 0.5], [1.0, 1.0]]), margin=0.25)
+        ((-5.0, 5.0), (-1.25, 1.25))
     """
     if margin < 0:
         raise WeightspaceError(f"margin: expected a non-negative number, got {margin}")
     arrays = [coords] if isinstance(coords, np.ndarray) else list(coords)
     pts = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1, 2) for a in arrays])
-    pts = np.concatenate([pts, np.zeros((1, 2))])  # the centre is always on the grid
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    width = hi - lo
-    width = np.where(width > 0, width, 2.0)
-    mid = (lo + hi) / 2
-    lo, hi = mid - width * (0.5 + margin), mid + width * (0.5 + margin)
-    return (float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1]))
+    half = np.abs(pts).max(axis=0) if len(pts) else np.zeros(2)
+    half = np.where(half > 0, half * (1 + margin), 1.0)
+    return (float(-half[0]), float(half[0])), (float(-half[1]), float(half[1]))

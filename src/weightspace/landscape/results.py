@@ -73,6 +73,9 @@ class PlaneTrajectory:
         loss: ``(T,)`` the true loss at each snapshot.
         plane_loss: ``(T,)`` the loss at its projection ``c + a d1 + b d2`` (what the
             surface shows there).
+        distance: ``(T,)`` ``||theta - c||``, each snapshot's distance from the centre, so
+            that ``residual * distance`` is the absolute off-plane distance (None: not
+            known, e.g. results written before it was stored).
     """
 
     name: str
@@ -81,3 +84,38 @@ class PlaneTrajectory:
     residual: np.ndarray
     loss: np.ndarray
     plane_loss: np.ndarray
+    distance: np.ndarray | None = None
+
+    @property
+    def off_plane(self) -> np.ndarray | None:
+        """``(T,)`` the absolute off-plane distance ``||theta - c - a d1 - b d2||``."""
+        return None if self.distance is None else self.residual * self.distance
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One run's loss (and accuracy) at its snapshots, on one objective.
+
+    Attributes:
+        label: the run's label; run: its directory.
+        steps: ``(m,)`` the snapshots' steps.
+        loss: ``(m,)`` mean loss over the objective's data; stderr: ``(m,)`` its standard
+            error over batches (NaN with one batch).
+        accuracy: ``(m,)`` for classification, else None.
+    """
+
+    label: str
+    run: str
+    steps: np.ndarray
+    loss: np.ndarray
+    stderr: np.ndarray
+    accuracy: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Loss and accuracy along runs, each snapshot with its own buffers (one objective:
+    ``metadata["objective"]`` says which data and mode)."""
+
+    runs: tuple[Curve, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from ..checks import positive_int
 from ..errors import WeightspaceError
 from ..layout import ParamLayout
@@ -255,7 +255,8 @@ def iter_blocks(
     keep_open = sum(isinstance(r, FileRow) for r in snaps.rows) <= MAX_OPEN_FILES
     fds: dict[str, int] = {}
     try:
-        for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
+        bar = progress_bar(starts, desc=desc, unit="block", enabled=progress, leave=False)
+        for start in bar:
             stop = min(start + c, snaps.n)
             block = flat[: t * (stop - start)].reshape(t, stop - start)
             for r, row in enumerate(snaps.rows):

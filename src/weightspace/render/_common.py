@@ -211,6 +211,13 @@ def interpolate_grid(
     return f(coords[:, ::-1])
 
 
+def short_label(name: object, limit: int = 28) -> str:
+    """A legend label of at most ``limit`` characters (a long run name would squeeze the
+    axes of a figure whose legend sits outside them)."""
+    text = str(name)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def new_figure(figsize: tuple[float, float]):
     """A matplotlib ``Figure`` on the Agg canvas (no pyplot state, never shown)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -1,7 +1,8 @@
-"""Static figures of projections and curvature; exported by :mod:`weightspace.render.static`.
+"""Static figures of curvature: eigenvalue densities (one point, or a heat map along a run)
+and the top eigenvalues against the stability threshold; exported by
+:mod:`weightspace.render.static`.
 
-Every function takes ``ax=None`` and returns ``(fig, ax)`` (``ax`` an array of Axes for
-multi-panel figures).
+Every function takes ``ax=None`` and returns ``(fig, ax)``.
 """
 
 from __future__ import annotations
@@ -13,203 +14,8 @@ import numpy as np
 from matplotlib import colors as mcolors
 
 from ..errors import WeightspaceError
-from ._common import (
-    as_array,
-    as_runs,
-    axes_grid,
-    labels_for,
-    new_or_given,
-    run_color,
-)
-
-
-def plot_pca_spectrum(
-    ratios: Any,
-    null_ratios: Any,
-    correlations: Any = None,
-    *,
-    title: str | None = None,
-    ax: Any = None,
-):
-    """Explained-variance ratios of the top PCs beside the random-walk null.
-
-    Args:
-        ratios: (k,) explained-variance ratios of the trajectory's PCs.
-        null_ratios: (k,) expected ratios of a random walk with as many points
-            (Antognini & Sohl-Dickstein 2018).
-        correlations: optional (k,) correlations of PC-k scores with ``cos(πk(t−½)/T)``,
-            drawn as |r| on a second axis.
-        title: optional title.
-        ax: a 2-D Axes or None.
-
-    Returns:
-        ``(fig, ax)``.
-    """
-    ratios = as_array(ratios, "ratios", ndim=1)
-    null_ratios = as_array(null_ratios, "null_ratios", ndim=1, length=ratios.size)
-    fig, ax = new_or_given(ax, (6.0, 4.0))
-    k = np.arange(1, ratios.size + 1)
-    ax.bar(k - 0.2, ratios, width=0.4, label="trajectory", color="#1f77b4")
-    ax.bar(k + 0.2, null_ratios, width=0.4, label="random-walk null", color="#bbbbbb")
-    ax.set(xlabel="principal component", ylabel="explained variance ratio", xticks=k)
-    handles, labels = ax.get_legend_handles_labels()
-    if correlations is not None:
-        corr = as_array(correlations, "correlations", ndim=1, length=ratios.size)
-        twin = ax.twinx()
-        twin.plot(k, np.abs(corr), "D", color="crimson", ms=5, label="|corr(score, cosine)|")
-        twin.set(ylim=(0, 1.05), ylabel="|correlation| with the null's cosine")
-        h2, l2 = twin.get_legend_handles_labels()
-        handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, fontsize=8, loc="upper right")
-    ax.set_title(title or f"top {ratios.size} PCs explain {100 * np.sum(ratios):.1f}%")
-    return fig, ax
-
-
-def plot_pc_pairs(scores: Any, labels: Any = None, *, k: int | None = None, ax: Any = None):
-    """Grid of PC pairs (Lorch 2016): PC j against PC i for every ``i < j < k``.
-
-    Args:
-        scores: (T, K) PC scores of one run, or a list of per-run (T_r, K) arrays.
-        labels: optional run labels, one per run.
-        k: number of leading PCs to pair (default ``min(4, K)``).
-        ax: None, or ``(k−1)²`` Axes (row-major grid; PC j+1 in row j, PC i in column i).
-
-    Returns:
-        ``(fig, axes)`` with ``axes`` of shape ``(k−1, k−1)``; cells above the diagonal are off.
-    """
-    runs = as_runs(scores, "scores", min_cols=2)
-    names = labels_for(labels, len(runs))
-    width = runs[0].shape[1]
-    k = min(4, width) if k is None else int(k)
-    if not 2 <= k <= width:
-        raise WeightspaceError(
-            f"k: expected 2 <= k <= {width} (the number of PCs in scores), got {k}"
-        )
-    fig, axes = axes_grid(ax, (k - 1) ** 2, k - 1, (2.6, 2.6))
-    axes = axes.reshape(k - 1, k - 1)
-    for row in range(k - 1):
-        for col in range(k - 1):
-            a = axes[row, col]
-            if col > row:
-                a.set_axis_off()
-                continue
-            i, j = col, row + 1
-            for r, s in enumerate(runs):
-                a.plot(s[:, i], s[:, j], "-", lw=1, color=run_color(r), label=names[r])
-                a.plot(s[0, i], s[0, j], "o", ms=4, mfc="white", mec=run_color(r))
-            if row == k - 2:
-                a.set_xlabel(f"PC {i + 1}")
-            if col == 0:
-                a.set_ylabel(f"PC {j + 1}")
-    axes[0, 0].legend(fontsize=7)
-    return fig, axes
-
-
-def plot_parametric_3d(
-    scores: Any,
-    losses: Any,
-    labels: Any = None,
-    *,
-    i: int = 0,
-    j: int = 1,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    cmap: str = "viridis",
-    ax: Any = None,
-):
-    """3-D parametric paths (PC i, PC j, −loss), coloured on one absolute loss scale.
-
-    Args:
-        scores: (T, K) scores or a list of per-run (T_r, K) arrays.
-        losses: (T,) loss or a list of per-run (T_r,) losses.
-        labels: optional run labels.
-        i: PC on the x axis (0-based).
-        j: PC on the y axis (0-based).
-        vmin: bottom of the shared loss colour scale (default: smallest loss of all runs).
-        vmax: top of the shared loss colour scale (default: largest loss of all runs).
-        cmap: colour map of the loss.
-        ax: a 3-D Axes or None.
-
-    Returns:
-        ``(fig, ax)``.
-    """
-    runs = as_runs(scores, "scores", min_cols=max(i, j) + 1)
-    if np.ndim(losses) == 1 and len(runs) == 1 and np.size(losses) > 0:
-        losses = [losses]
-    losses = list(losses)
-    if len(losses) != len(runs):
-        raise WeightspaceError(f"losses: expected {len(runs)} runs like scores, got {len(losses)}")
-    losses = [
-        as_array(v, f"losses[{r}]", 1, s.shape[0]) for r, (v, s) in enumerate(zip(losses, runs))
-    ]
-    names = labels_for(labels, len(runs))
-    if i == j or min(i, j) < 0:
-        raise WeightspaceError(f"i, j: expected two different PCs >= 0, got i={i}, j={j}")
-    allv = np.concatenate(losses)
-    allv = allv[np.isfinite(allv)]
-    norm = mcolors.Normalize(
-        allv.min() if vmin is None else vmin, allv.max() if vmax is None else vmax
-    )
-    fig, ax = new_or_given(ax, (6.0, 5.0), three_d=True)
-    sc = None
-    for r, (s, v) in enumerate(zip(runs, losses)):
-        ax.plot(s[:, i], s[:, j], -v, color=run_color(r), lw=1, label=names[r])
-        sc = ax.scatter(s[:, i], s[:, j], -v, c=v, cmap=cmap, norm=norm, s=10)
-    fig.colorbar(sc, ax=ax, label="loss (one scale for all runs)", shrink=0.7)
-    ax.set(xlabel=f"PC {i + 1}", ylabel=f"PC {j + 1}", zlabel="−loss")
-    ax.legend(fontsize=7)
-    return fig, ax
-
-
-def plot_embeddings(
-    embeddings: Mapping[str, Any],
-    scores: Mapping[str, float] | None = None,
-    *,
-    color: Any = None,
-    color_label: str = "step",
-    ax: Any = None,
-):
-    """Two-dimensional embeddings side by side, each titled with its preservation score.
-
-    Args:
-        embeddings: method name -> (T, 2) coordinates, e.g. ``{"PHATE": ..., "t-SNE": ...}``.
-        scores: optional method name -> preservation score (e.g. kNN overlap), in the title.
-        color: optional (T,) values to colour the points by (e.g. steps).
-        color_label: what ``color`` is, for the colour bar.
-        ax: None, or one Axes per embedding.
-
-    Returns:
-        ``(fig, axes)`` with one Axes per embedding.
-    """
-    if not isinstance(embeddings, Mapping) or not embeddings:
-        raise WeightspaceError(
-            "embeddings: expected a dict of name -> (T, 2) coordinates, got "
-            f"{type(embeddings).__name__}; pass {{'PHATE': coords}}"
-        )
-    coords = {name: as_array(c, f"embeddings[{name!r}]", ndim=2) for name, c in embeddings.items()}
-    for name, c in coords.items():
-        if c.shape[1] != 2:
-            raise WeightspaceError(f"embeddings[{name!r}]: expected shape (T, 2), got {c.shape}")
-    first = next(iter(coords.values()))
-    col = None if color is None else as_array(color, "color", ndim=1, length=first.shape[0])
-    fig, axes = axes_grid(ax, len(coords), len(coords), (3.6, 3.4))
-    sc = None
-    for a, (name, c) in zip(axes, coords.items()):
-        if col is not None and c.shape[0] != col.size:
-            raise WeightspaceError(
-                f"color: expected {c.shape[0]} values like embeddings[{name!r}], got {col.size}"
-            )
-        if col is None:
-            a.scatter(c[:, 0], c[:, 1], s=10)
-        else:
-            sc = a.scatter(c[:, 0], c[:, 1], c=col, cmap="viridis", s=10)
-        score = None if scores is None else scores.get(name)
-        a.set_title(name if score is None else f"{name} (preservation {score:.3f})")
-        a.set_xticks([])
-        a.set_yticks([])
-    if col is not None:
-        fig.colorbar(sc, ax=list(axes), label=color_label, shrink=0.8)
-    return fig, axes
+from ..optimizers import stability
+from ._common import as_array, new_or_given
 
 
 def _check_sigma(sigma: float) -> float:
@@ -262,46 +68,141 @@ def plot_density(
     return fig, ax
 
 
-def plot_density_heatmap(steps: Any, grid: Any, densities: Any, sigma: float, *, ax: Any = None):
+def cell_edges(centres: Any) -> np.ndarray:
+    """``(S + 1,)`` edges of cells around increasing ``centres``: halfway between neighbours,
+    and the end cells centred on the end points (half a unit either side of a single centre).
+
+    Example:
+        >>> cell_edges([0, 150, 300]).tolist(), cell_edges([0, 10, 40]).tolist()
+        ([-75.0, 75.0, 225.0, 375.0], [-5.0, 5.0, 25.0, 55.0])
+        >>> cell_edges([600]).tolist()
+        [599.5, 600.5]
+    """
+    c = np.asarray(centres, dtype=np.float64)
+    if c.size == 1:
+        return np.array([c[0] - 0.5, c[0] + 0.5])
+    mid = (c[:-1] + c[1:]) / 2
+    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
+def _sigma_title(sigma: np.ndarray) -> str:
+    lo, hi = float(sigma.min()), float(sigma.max())
+    return f"σ = {hi:.3g}" if lo == hi else f"σ per step, {lo:.3g} to {hi:.3g}"
+
+
+def plot_density_heatmap(
+    steps: Any, grid: Any, densities: Any, sigma: Any, *, xlabel: str = "step", ax: Any = None
+):
     """Eigenvalue density along training as a heat map (log colour scale).
 
+    Each step is a column of cells around it, its edges halfway to the neighbouring steps
+    (:func:`cell_edges`; centred on the step when the steps are evenly spaced), so irregular
+    steps keep their places; the x-limits are the first and the last step (the axis does not
+    run past the run; one step alone: its cell).
+
     Args:
-        steps: (S,) training steps, increasing, S >= 2.
-        grid: (G,) eigenvalue positions.
+        steps: (S,) training steps, strictly increasing (one step: a cell one unit wide).
+        grid: (G,) eigenvalue positions, increasing.
         densities: (S, G) density at each step.
-        sigma: Gaussian width used, printed on the plot.
+        sigma: the Gaussian width used, one for all steps or (S,) one per step (each row
+            smoothed with its own), printed on the plot.
+        xlabel: what the steps are (``"step"``, ``"α"``).
         ax: a 2-D Axes or None.
 
     Returns:
         ``(fig, ax)``.
+
+    Example:
+        >>> g = np.linspace(0.0, 4.0, 41)
+        >>> dens = np.exp(-((g[None] - np.array([[1.0], [2.0], [3.0]])) ** 2))
+        >>> fig, ax = plot_density_heatmap([0, 10, 40], g, dens, [0.1, 0.2, 0.3])
+        >>> [float(x) for x in ax.get_xlim()], ax.get_title()
+        ([0.0, 40.0], 'eigenvalue density (σ per step, 0.1 to 0.3)')
     """
     steps = as_array(steps, "steps", ndim=1)
     grid = as_array(grid, "grid", ndim=1)
     densities = as_array(densities, "densities", ndim=2, length=steps.size)
-    sigma = _check_sigma(sigma)
+    sig = as_array(sigma, "sigma")
+    sig = np.full(steps.size, sig) if sig.ndim == 0 else as_array(sig, "sigma", 1, steps.size)
+    for value in sig:
+        _check_sigma(value)
     if densities.shape[1] != grid.size:
         raise WeightspaceError(
             f"densities: expected shape (S, G) = ({steps.size}, {grid.size}), "
             f"got {densities.shape}; one row per step"
         )
-    if steps.size < 2 or np.any(np.diff(steps) <= 0):
+    if not np.isfinite(steps).all() or np.any(np.diff(steps) <= 0):
         raise WeightspaceError(
-            f"steps: expected at least 2 increasing steps, got {steps.size}; "
-            "use plot_density for one checkpoint"
+            f"steps: expected finite, strictly increasing steps, got {steps.tolist()}"
+        )
+    if grid.size < 2 or np.any(np.diff(grid) <= 0):
+        raise WeightspaceError(
+            f"grid: expected at least 2 increasing eigenvalue positions, got {grid.size}"
         )
     top = np.nanmax(densities) if np.any(densities > 0) else 1.0
     fig, ax = new_or_given(ax, (6.5, 4.0))
+    xedges, yedges = cell_edges(steps), cell_edges(grid)
     mesh = ax.pcolormesh(
-        steps,
-        grid,
+        xedges,
+        yedges,
         np.maximum(densities.T, top * 1e-8),
-        shading="nearest",
+        shading="flat",
         norm=mcolors.LogNorm(top * 1e-8, top),
         cmap="magma",
     )
     fig.colorbar(mesh, ax=ax, label="density")
-    ax.set(xlabel="step", ylabel="eigenvalue", title=f"eigenvalue density (σ = {sigma:.3g})")
+    ax.set(
+        xlabel=xlabel,
+        ylabel="eigenvalue",
+        xlim=(steps[0], steps[-1]) if steps.size > 1 else (xedges[0], xedges[-1]),
+        ylim=(yedges[0], yedges[-1]),
+        title=f"eigenvalue density ({_sigma_title(sig)})",
+    )
     return fig, ax
+
+
+def stability_edge(
+    optimizer: Mapping[str, Any] | None, lr: float | None = None
+) -> tuple[float | None, str | None, str]:
+    """The edge of stability as an eigenvalue, ``threshold / lr``, and its label.
+
+    The threshold on ``λ·lr`` is :func:`weightspace.optimizers.stability` of the run's
+    optimizer settings (2 for gradient descent, ``2 + 2β`` with heavy-ball momentum ``β``,
+    ...; Cohen et al. 2021); the label names the formula that rule used.
+
+    Args:
+        optimizer: the run's optimizer settings (a run's metadata, or a
+            :class:`~weightspace.curvature.CurvatureAlong`'s ``metadata["optimizer"]``).
+        lr: the learning rate, replacing ``optimizer["lr"]`` when given.
+
+    Returns:
+        ``(value, label, rule)``: e.g. ``(76.0, "(2+2β)/lr = 76", rule)`` with the rule of
+        :func:`~weightspace.optimizers.stability`; ``(None, None, reason)`` when the optimizer
+        has no such threshold (Adam-type) or no learning rate is known.
+
+    Example:
+        >>> value, label, rule = stability_edge({"optimizer": "sgd", "lr": 0.05, "momentum": 0.9})
+        >>> round(value, 9), label, rule
+        (76.0, '(2+2β)/lr = 76', '(2+2β) = 3.8: heavy-ball momentum β=0.9')
+        >>> stability_edge({"optimizer": "sgd"}, lr=0.05)[:2]
+        (40.0, '2/lr = 40')
+        >>> stability_edge({"optimizer": "adam", "lr": 1e-3})[:2]
+        (None, None)
+    """
+    settings = dict(optimizer or {})
+    if lr is not None:
+        settings["lr"] = lr
+    stab = stability(settings)
+    if stab.threshold is None or stab.lr is None:
+        return None, None, stab.rule
+    value = stab.threshold / stab.lr
+    formula = stab.rule.split(":", 1)[0].split(" = ", 1)[0] + "/lr"
+    if "weight_decay" in stab.rule:  # (threshold − wd·lr)/lr
+        formula += " − weight_decay"
+    return value, f"{formula} = {value:.4g}", stab.rule
+
+
+FAR_EDGE = 10.0  # an edge of stability this many times the largest eigenvalue: log scale
 
 
 def plot_top_eigenvalues(
@@ -310,71 +211,63 @@ def plot_top_eigenvalues(
     trace: Any = None,
     lr: float | None = None,
     *,
+    optimizer: Mapping[str, Any] | None = None,
+    xlabel: str = "step",
     ax: Any = None,
 ):
-    """Top Hessian eigenvalues (and the trace) along training, with 2/lr when ``lr`` is given.
+    """Top Hessian eigenvalues (and the trace) along training, with the edge of stability.
 
     Args:
         steps: (S,) training steps.
         eigenvalues: (S, k) top eigenvalues at each step, largest first.
-        trace: optional (S,) trace estimates, on a second axis.
-        lr: optional learning rate; the stability edge 2/lr of gradient descent is drawn.
+        trace: optional (S,) trace estimates, on a second axis (none, and no legend entry,
+            when no value is finite: a trace that was not computed).
+        lr: optional learning rate (replaces ``optimizer["lr"]``).
+        optimizer: the run's optimizer settings. With a learning rate, the edge of stability
+            :func:`stability_edge` is drawn as a dashed line, labelled with its formula
+            (``2/lr`` for plain gradient descent, the default when only ``lr`` is given;
+            ``(2+2β)/lr`` with heavy-ball momentum β); none for optimizers without a classical
+            threshold (Adam-type).
+        xlabel: what the steps are (``"step"``, ``"α"``).
         ax: a 2-D Axes or None.
 
     Returns:
         ``(fig, ax)``.
+
+    Example:
+        >>> eig = np.array([[50.0, 10.0], [70.0, 20.0]])
+        >>> fig, ax = plot_top_eigenvalues(
+        ...     [0, 100], eig, optimizer={"optimizer": "sgd", "lr": 0.05, "momentum": 0.9}
+        ... )
+        >>> ax.lines[-1].get_label()
+        '(2+2β)/lr = 76'
     """
     steps = as_array(steps, "steps", ndim=1)
     eig = as_array(eigenvalues, "eigenvalues", ndim=2, length=steps.size)
+    if lr is not None and not (np.isfinite(float(lr)) and float(lr) > 0):
+        raise WeightspaceError(f"lr: expected a positive learning rate, got {lr}")
     fig, ax = new_or_given(ax, (6.5, 4.0))
     for q in range(eig.shape[1]):
         ax.plot(steps, eig[:, q], "-o", ms=3, label=f"λ{q + 1}")
-    if lr is not None:
-        if not float(lr) > 0:
-            raise WeightspaceError(f"lr: expected a positive learning rate, got {lr}")
-        ax.axhline(2.0 / float(lr), ls="--", color="k", lw=1, label=f"2/lr = {2 / float(lr):.4g}")
+    if lr is not None or optimizer is not None:
+        edge, label, _ = stability_edge(optimizer, lr)
+        if edge is not None:
+            ax.axhline(edge, ls="--", color="k", lw=1, label=label)
+            finite = eig[np.isfinite(eig)]
+            if finite.size and finite.min() > 0 and edge > FAR_EDGE * finite.max():
+                ax.set_yscale("log")  # the eigenvalues would be a flat line under the edge
     handles, labels = ax.get_legend_handles_labels()
-    if trace is not None:
-        tr = as_array(trace, "trace", ndim=1, length=steps.size)
+    tr = None if trace is None else as_array(trace, "trace", ndim=1, length=steps.size)
+    twinned = tr is not None and bool(np.isfinite(tr).any())
+    if twinned:
         twin = ax.twinx()
         twin.plot(steps, tr, ":", color="grey", label="trace")
         twin.set_ylabel("trace")
         h2, l2 = twin.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, fontsize=8)
-    ax.set(xlabel="step", ylabel="eigenvalue")
+    right = 1.18 if twinned else 1.02  # a legend right of the data, past the twin's ticks
+    ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(right, 1.0))
+    ax.set(
+        xlabel=xlabel, ylabel="eigenvalue" + (" (log scale)" if ax.get_yscale() == "log" else "")
+    )
     return fig, ax
-
-
-def plot_metrics_panel(metrics: Mapping[str, Any], *, ncols: int = 3, ax: Any = None):
-    """One panel per metric along training (distances, path length, straightness, ...).
-
-    Args:
-        metrics: name -> ``(steps (S,), values (S,))``, or name -> {run label -> (steps, values)}
-            to compare runs in one panel.
-        ncols: panels per row.
-        ax: None, or one Axes per metric.
-
-    Returns:
-        ``(fig, axes)`` with one Axes per metric.
-    """
-    if not isinstance(metrics, Mapping) or not metrics:
-        raise WeightspaceError(
-            "metrics: expected a dict of name -> (steps, values), got "
-            f"{type(metrics).__name__}; pass {{'path length': (steps, values)}}"
-        )
-    fig, axes = axes_grid(ax, len(metrics), min(ncols, len(metrics)), (3.6, 3.0))
-    for a, (name, entry) in zip(axes, metrics.items()):
-        series = entry if isinstance(entry, Mapping) else {None: entry}
-        for r, (label, pair) in enumerate(series.items()):
-            if len(pair) != 2:
-                raise WeightspaceError(
-                    f"metrics[{name!r}]: expected a pair (steps, values), got {len(pair)} items"
-                )
-            steps = as_array(pair[0], f"metrics[{name!r}] steps", ndim=1)
-            values = as_array(pair[1], f"metrics[{name!r}] values", 1, steps.size)
-            a.plot(steps, values, "-", color=run_color(r), label=label)
-        a.set(title=name, xlabel="step")
-        if len(series) > 1 or None not in series:
-            a.legend(fontsize=7)
-    return fig, axes

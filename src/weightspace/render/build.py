@@ -28,13 +28,15 @@ from matplotlib.figure import Figure
 
 from ..curvature import CurvatureAlong
 from ..errors import WeightspaceError
-from ..landscape import Line, Surface
+from ..landscape import Curves, Line, Surface
 from ..results import Projection, RunProjection
 from . import interactive, static
-from ._sections import line_section, spectrum_section, surface_section
+from ._curves import curves_section, recorded_metrics
+from ._sections import line_section, spectrum_section
+from ._surface import SurfaceStyle, surface_section
 from .report import Report
 
-__all__ = ["ReportSummary", "build_report"]
+__all__ = ["ReportSummary", "SurfaceStyle", "build_report"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ KINDS: dict[type, str] = {
     Projection: "projection",
     Surface: "surface",
     Line: "line",
+    Curves: "curves",
     CurvatureAlong: "spectrum",
 }
 EMBEDDING_NAMES = {"phate": "PHATE", "tsne": "t-SNE", "umap": "UMAP"}
@@ -88,7 +91,7 @@ def _check_results(results: Any) -> list[tuple[str, Any]]:
         name, result = pair
         if type(result) not in KINDS:
             raise WeightspaceError(
-                f"results[{q}] {name!r}: expected a Projection, Surface, Line or "
+                f"results[{q}] {name!r}: expected a Projection, Surface, Line, Curves or "
                 f"CurvatureAlong, got {type(result).__name__}; pass a result of one of "
                 "these kinds (ws.load gives them)"
             )
@@ -137,6 +140,7 @@ def _overview(report: Report, runs: list[RunProjection], n_params: int | None) -
     )
     fig, _ = static.plot_metrics_panel(panel)
     report.add_figure(fig, "Euclidean distances in weight space along each run.")
+    recorded_metrics(report, runs)
 
 
 # ---------------------------------------------------------------------------- projections
@@ -213,21 +217,21 @@ def _null_spectra(report: Report, runs: Sequence[RunProjection]) -> None:
 def _embeddings(report: Report, embeddings: dict[str, Projection]) -> None:
     """PHATE, t-SNE and UMAP side by side, each with its trajectory-preservation score."""
     report.add_section("Trajectories: " + ", ".join(embeddings))
-    points = {title: np.concatenate(p.coords) for title, p in embeddings.items()}
+    paths = {title: [c[:, :2] for c in p.coords] for title, p in embeddings.items()}
+    labels = {title: list(p.labels) for title, p in embeddings.items()}
     scores = {
         title: p.metadata["trajectory_preservation"]
         for title, p in embeddings.items()
         if p.metadata.get("trajectory_preservation") is not None
     }
-    first = next(iter(embeddings.values()))
-    color = np.concatenate(first.steps).astype(float)
-    fig, _ = static.plot_embeddings(points, scores or None, color=color)
+    fig, _ = static.plot_embeddings(paths, scores or None, labels=labels)
     how = "; ".join(f"{t}: distance {p.metadata.get('distance')}" for t, p in embeddings.items())
     report.add_figure(
         fig,
-        f"Embeddings of all runs' snapshots ({how}). The score in each title "
-        "is the share of each snapshot's nearest neighbours in the embedding that "
-        "are its time neighbours: high when trajectories stay intact.",
+        f"Embeddings of all runs' snapshots, each run in its own colour from its start "
+        f"(circle) to its end (star) ({how}). The score in each title is the share of each "
+        "snapshot's nearest neighbours in the embedding that are its time neighbours: high "
+        "when trajectories stay intact.",
     )
     for title, p in embeddings.items():
         report.add_plotly(
@@ -256,6 +260,7 @@ def build_report(
     title: str = "weightspace report",
     animations: bool = True,
     skipped: Sequence[tuple[str, str]] = (),
+    surface_style: SurfaceStyle | None = None,
 ) -> ReportSummary:
     """Write a single-file HTML report from typed results.
 
@@ -268,12 +273,15 @@ def build_report(
         results: ``(name, result)`` pairs, each a
             :class:`~weightspace.results.Projection` (method ``"pca"``: the PCA sections;
             PHATE, t-SNE, UMAP: one embeddings section), a
-            :class:`~weightspace.landscape.Surface`, a :class:`~weightspace.landscape.Line`
-            or a :class:`~weightspace.curvature.CurvatureAlong` (a spectrum along a run).
+            :class:`~weightspace.landscape.Surface`, a :class:`~weightspace.landscape.Line`,
+            :class:`~weightspace.landscape.Curves` (loss and accuracy along runs) or a
+            :class:`~weightspace.curvature.CurvatureAlong` (a spectrum along a run).
         title: the page title.
         animations: write a GIF (and MP4 with ffmpeg) of the first trajectory on each surface.
         skipped: ``(name, reason)`` of results the caller could not load; listed with those
             that fail to draw in a "Skipped" section at the end of the page.
+        surface_style: how surfaces are drawn (:class:`SurfaceStyle`: scale, clipping,
+            contour levels; default: log scale where the loss is positive).
 
     Returns:
         :class:`ReportSummary`: the page, the results drawn by kind, side files, notes and
@@ -298,7 +306,8 @@ def build_report(
         sizes = [p.metadata.get("parameters") for _, p in pairs if isinstance(p, Projection)]
         size = next((s for s in sizes if s), None)
         _guarded(report, summary, "runs overview", lambda: _overview(report, run_list, size))
-    _draw_results(report, pairs, side_files(out), summary, animations)
+    style = surface_style or SurfaceStyle()
+    _draw_results(report, pairs, side_files(out), summary, animations, style)
     failed = {name for name, _ in summary.skipped}
     for name, result in pairs:
         if name not in failed:
@@ -316,11 +325,16 @@ def side_files(out: str | os.PathLike) -> Path:
 
 
 def _draw_results(
-    report: Report, pairs: list[tuple[str, Any]], out_dir: Path, summary: Any, animations: bool
+    report: Report,
+    pairs: list[tuple[str, Any]],
+    out_dir: Path,
+    summary: Any,
+    animations: bool,
+    style: SurfaceStyle,
 ) -> None:
-    """Projections first (PCA, then the embeddings together), surfaces, lines, spectra; a
-    result that cannot be drawn is left out (its partial section removed) and listed in
-    ``summary.skipped``."""
+    """Projections first (PCA, then the embeddings together), curves, surfaces, lines,
+    spectra; a result that cannot be drawn is left out (its partial section removed) and
+    listed in ``summary.skipped``."""
     embeddings: dict[str, Projection] = {}
     for name, proj in pairs:
         if isinstance(proj, Projection) and proj.method == "pca":
@@ -332,11 +346,12 @@ def _draw_results(
         names = ", ".join(n for n, p in pairs if id(p) in drawn)
         _guarded(report, summary, names, lambda: _embeddings(report, embeddings))
     draw: dict[type, Callable[[str, Any], None]] = {
-        Surface: lambda n, r: surface_section(report, n, r, out_dir, summary, animations),
+        Surface: lambda n, r: surface_section(report, n, r, out_dir, summary, animations, style),
         Line: lambda n, r: line_section(report, n, r),
+        Curves: lambda n, r: curves_section(report, n, r),
         CurvatureAlong: lambda n, r: spectrum_section(report, n, r),
     }
-    for kind in (Surface, Line, CurvatureAlong):
+    for kind in (Curves, Surface, Line, CurvatureAlong):
         for name, result in pairs:
             if type(result) is kind:
                 _guarded(report, summary, name, lambda n=name, r=result, f=draw[kind]: f(n, r))

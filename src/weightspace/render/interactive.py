@@ -40,6 +40,13 @@ __all__ = ["html_fragment", "plotly_js", "scatter_figure", "surface_figure"]
 CONFIG = {"displaylogo": False, "responsive": True}
 
 
+# 3-D scenes: the camera a little further out than plotly's default (1.25) so that the axis
+# titles stay inside the figure, margins that keep them, and legends above the data
+SCENE = {"camera": {"eye": {"x": 1.55, "y": 1.55, "z": 1.05}}}
+MARGIN = {"l": 10, "r": 10, "b": 10}
+LEGEND = {"orientation": "h", "x": 0.0, "y": 1.0, "yanchor": "bottom"}
+
+
 def _fmt(x: float, spec: str = ".4g") -> str:
     return "n/a" if x is None or not np.isfinite(x) else format(float(x), spec)
 
@@ -126,9 +133,9 @@ def surface_figure(
         )
     fig.update_layout(
         title={"text": html.escape(title)} if title else None,
-        scene={"xaxis_title": "α", "yaxis_title": "β", "zaxis_title": zlabel},
-        margin={"l": 0, "r": 0, "t": 40 if title else 10, "b": 0},
-        legend={"x": 0.01, "y": 0.99},
+        scene={"xaxis_title": "α", "yaxis_title": "β", "zaxis_title": zlabel, **SCENE},
+        margin={**MARGIN, "t": 70 if title else 40},
+        legend=LEGEND,
         showlegend=bool(trajs),
     )
     return fig
@@ -198,14 +205,20 @@ def scatter_figure(
     titles = [html.escape(t) for t in axis_titles]
     if dims == 3:
         fig.update_layout(
-            scene={"xaxis_title": titles[0], "yaxis_title": titles[1], "zaxis_title": titles[2]}
+            scene={
+                "xaxis_title": titles[0],
+                "yaxis_title": titles[1],
+                "zaxis_title": titles[2],
+                **SCENE,
+            },
+            margin={**MARGIN, "t": 70 if title else 40},
         )
     else:
         fig.update_layout(xaxis_title=titles[0], yaxis_title=titles[1])
     fig.update_layout(
         title={"text": html.escape(title)} if title else None,
         hovermode="closest",
-        legend={"orientation": "h", "x": 0.0, "y": 1.02, "yanchor": "bottom"},
+        legend=LEGEND,
     )
     return fig
 

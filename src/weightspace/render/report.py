@@ -81,12 +81,22 @@ def _slug(text: str, n: int) -> str:
 
 
 def _plain_text(fig: Any) -> None:
-    """Show every text of ``fig`` as written: a run label such as ``$\\bad{x}$`` is a
-    name, not TeX for matplotlib's math parser (which would fail on it)."""
+    """Show every text of ``fig`` that came from a name as written: a run label such as
+    ``$\\bad{x}$`` is a name, not TeX for matplotlib's math parser (which would fail on
+    it). Tick labels keep their math (a log axis writes ``10^{-2}`` in it)."""
     from matplotlib.text import Text
 
+    ticks = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis, getattr(ax, "zaxis", None)):
+            if axis is None:
+                continue
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                ticks.update((id(tick.label1), id(tick.label2)))
+            ticks.add(id(axis.get_offset_text()))
     for text in fig.findobj(Text):
-        text.set_parse_math(False)
+        if id(text) not in ticks:
+            text.set_parse_math(False)
 
 
 def format_cell(value: Any, digits: int = 4) -> tuple[str, bool]:

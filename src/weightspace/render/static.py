@@ -6,8 +6,9 @@ convention of the landscape results: ``values[j, i]`` is the value at ``(xs[i], 
 as in ``matplotlib.axes.Axes.contour(xs, ys, values)``. Non-finite values (divergent points)
 are drawn as gaps.
 
-Figures of projections and curvature (PCA spectra, PC pairs, embeddings, eigenvalue
-densities, metrics) are defined in the private ``_spectra`` module and exported here.
+Figures of projections (PCA spectra, PC pairs, embeddings, metrics; private ``_paths``),
+of curvature (eigenvalue densities, top eigenvalues; ``_spectra``) and of lines
+(``_line``) are defined in private modules and exported here.
 
 Example:
     >>> import numpy as np
@@ -29,28 +30,28 @@ from matplotlib import colors as mcolors
 from ..errors import WeightspaceError
 from ..store import atomic_path
 from ._common import (
-    as_array,
     check_grid,
     check_trajectories,
     new_figure,
     new_or_given,
     prepare_values,
     run_color,
+    short_label,
     trajectory_z,
     value_label,
 )
-from ._spectra import (
-    plot_density,
-    plot_density_heatmap,
+from ._line import barrier_point, plot_line
+from ._paths import (
     plot_embeddings,
     plot_metrics_panel,
     plot_parametric_3d,
     plot_pc_pairs,
     plot_pca_spectrum,
-    plot_top_eigenvalues,
 )
+from ._spectra import plot_density, plot_density_heatmap, plot_top_eigenvalues
 
 __all__ = [
+    "barrier_point",
     "plot_contour_and_mesh",
     "plot_density",
     "plot_density_heatmap",
@@ -69,6 +70,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMATS = ("png", "svg", "pdf")
+
+
+# legends outside the data they would otherwise hide: below the axes (under the x label)
+LEGEND_BELOW = {"fontsize": 7, "loc": "upper center", "bbox_to_anchor": (0.5, -0.14),
+                "frameon": False}  # fmt: skip
 
 
 def plot_surface_contour(
@@ -95,8 +101,8 @@ def plot_surface_contour(
         trajectories: None, one :class:`~weightspace.landscape.PlaneTrajectory` or a list of
             them (a surface's ``trajectories``; for bare coordinates build one with
             :func:`weightspace.render.plane_trajectory`). Points are coloured by step or
-            loss; the start is a circle, the end a star; the largest finite off-plane
-            residual is given in the legend.
+            loss; the start is a circle, the end a star; the legend of runs sits below the
+            axes.
         log: draw ``log10(values)`` (values must be positive).
         clip: values above ``clip`` are drawn at ``clip`` (divergent regions stay blank).
         levels: number of contour levels.
@@ -166,9 +172,7 @@ def _draw_trajectories(fig, ax, trajs, color_by) -> None:
     sc = None
     for r, t in enumerate(trajs):
         color = run_color(r)
-        label = str(t.name)
-        if np.any(np.isfinite(t.residual)):
-            label += f" (off-plane residual ≤ {np.nanmax(t.residual):.2g})"
+        label = short_label(t.name)  # how far it is from the plane: the report's table
         x, y = t.coords[:, 0], t.coords[:, 1]
         ax.plot(x, y, color=color, lw=1.2, label=label, zorder=3)
         sc = ax.scatter(
@@ -184,10 +188,10 @@ def _draw_trajectories(fig, ax, trajs, color_by) -> None:
         )
         ax.plot(x[0], y[0], "o", ms=7, mfc="white", mec=color, zorder=5)
         ax.plot(x[-1], y[-1], "*", ms=11, mfc=color, mec="k", mew=0.5, zorder=5)
-    fig.colorbar(sc, ax=ax, label=color_by, location="bottom", shrink=0.6, aspect=30)
+    fig.colorbar(sc, ax=ax, label=color_by, location="right", shrink=0.8, pad=0.02)
     ax.plot([], [], "o", mfc="white", mec="k", label="start")
     ax.plot([], [], "*", mfc="grey", mec="k", label="end")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(**LEGEND_BELOW, ncols=min(4, len(trajs) + 2))
 
 
 def plot_surface_3d(
@@ -244,12 +248,14 @@ def plot_surface_3d(
     )
     for r, t in enumerate(trajs):
         tz = trajectory_z(t, xs, ys, z, log, clip)
-        ax.plot(t.coords[:, 0], t.coords[:, 1], tz, color=run_color(r), lw=2, label=str(t.name))
+        ax.plot(
+            t.coords[:, 0], t.coords[:, 1], tz, color=run_color(r), lw=2, label=short_label(t.name)
+        )
         ax.scatter(
             t.coords[-1:, 0], t.coords[-1:, 1], tz[-1:], marker="*", s=60, color=run_color(r)
         )
     if trajs:
-        ax.legend(fontsize=7)
+        ax.legend(**LEGEND_BELOW, ncols=min(3, len(trajs)))
     ax.set(xlabel=xlabel, ylabel=ylabel, zlabel=value_label(value_name, log, clip))
     if title:
         ax.set_title(title)
@@ -281,84 +287,6 @@ def plot_contour_and_mesh(
     fig, a2 = plot_surface_contour(xs, ys, values, trajectories, ax=ax[0], **kwargs)
     _, a3 = plot_surface_3d(xs, ys, values, trajectories, ax=ax[1], **kwargs)
     return fig, (a2, a3)
-
-
-def plot_line(
-    alphas: Any,
-    values: Any,
-    stderr: Any = None,
-    barrier: float | None = None,
-    *,
-    barrier_at: float | None = None,
-    label: str | None = None,
-    xlabel: str = "α",
-    ylabel: str = "loss",
-    title: str | None = None,
-    ax: Any = None,
-):
-    """A 1-D line with a ±1 standard-error band and the barrier marked.
-
-    Args:
-        alphas: (m,) positions along the line.
-        values: (m,) values at ``alphas``; NaN/inf are gaps.
-        stderr: optional (m,) standard errors, drawn as a band ``values ± stderr`` (no band
-            and no legend entry when none is finite, e.g. from one batch).
-        barrier: optional barrier height (computed by the caller), drawn as an arrow of that
-            height ending at the top of the line at ``barrier_at`` and written beside it;
-            NaN (no barrier defined, e.g. a line without both end points) draws nothing.
-        barrier_at: where to draw the barrier; default the position of the largest value.
-        label: legend label of the line.
-        xlabel: label of the x axis.
-        ylabel: label of the y axis.
-        title: optional title.
-        ax: a 2-D Axes or None.
-
-    Returns:
-        ``(fig, ax)``.
-    """
-    alphas = as_array(alphas, "alphas", ndim=1)
-    values = as_array(values, "values", ndim=1, length=alphas.size)
-    values = np.where(np.isfinite(values), values, np.nan)
-    if not np.any(np.isfinite(values)):
-        raise WeightspaceError("values: every value is NaN or infinite; nothing to draw")
-    fig, ax = new_or_given(ax, (6.0, 4.0))
-    (line,) = ax.plot(alphas, values, "-o", ms=3, label=label)
-    se = None if stderr is None else as_array(stderr, "stderr", ndim=1, length=alphas.size)
-    if se is not None and not np.isfinite(se).any():
-        se = None
-    if se is not None:
-        ax.fill_between(
-            alphas,
-            values - se,
-            values + se,
-            color=line.get_color(),
-            alpha=0.25,
-            lw=0,
-            label="±1 standard error",
-        )
-    if barrier is not None and np.isfinite(float(barrier)):
-        at = alphas[int(np.nanargmax(values))] if barrier_at is None else float(barrier_at)
-        top = float(np.interp(at, alphas[np.isfinite(values)], values[np.isfinite(values)]))
-        ax.annotate(
-            "",
-            xy=(at, top),
-            xytext=(at, top - float(barrier)),
-            arrowprops={"arrowstyle": "<->", "color": "crimson"},
-        )
-        ax.text(
-            at,
-            top - float(barrier) / 2,
-            f"  barrier {float(barrier):.4g}",
-            color="crimson",
-            va="center",
-            fontsize=8,
-        )
-    ax.set(xlabel=xlabel, ylabel=ylabel)
-    if title:
-        ax.set_title(title)
-    if label is not None or se is not None:
-        ax.legend(fontsize=8)
-    return fig, ax
 
 
 def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 150) -> Path:

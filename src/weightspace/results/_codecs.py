@@ -10,7 +10,7 @@ import numpy as np
 
 from ..analysis import Oscillations, PathMetrics
 from ..curvature import CurvatureAlong, Eigenpairs, SpectralDensity
-from ..landscape import Line, PlaneTrajectory, Surface
+from ..landscape import Curve, Curves, Line, PlaneTrajectory, Surface
 from ..projection.nulls import NullComparison
 from ..sampling import JumpSamples
 from ..topology import LossTopology
@@ -138,6 +138,7 @@ def _decode_samples(arrays: Arrays, fields: Fields, metadata: dict[str, Any]) ->
 for _codec in (
     Codec("surface", Surface, 2, *_with_items(Surface, "trajectories", PlaneTrajectory, "traj")),
     Codec("line", Line, 2, *_plain(Line)),
+    Codec("curves", Curves, 1, *_with_items(Curves, "runs", Curve, "run")),
     Codec(
         "spectrum",
         CurvatureAlong,

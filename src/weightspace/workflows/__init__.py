@@ -9,6 +9,7 @@ workflow                    task                                        command
 ==========================  ==========================================  ======================
 :func:`surface_around`      2-D landscape around a run, runs drawn on   ``weightspace surface``
 :func:`line_between`        1-D profile: start to end, run to run       ``weightspace line``
+:func:`curves_of_runs`      loss and accuracy along runs (test data)    ``weightspace curves``
 :func:`project_runs`        joint projection, null test, path metrics   ``weightspace project``
 :func:`spectrum_of_run`     Hessian spectra at snapshots / on a line    ``weightspace spectrum``
 :func:`sample_around`       jump and retrain, projected jointly         ``weightspace sample``
@@ -18,6 +19,7 @@ workflow                    task                                        command
 """
 
 from ._runs import select_indices
+from .curves import curves_of_runs
 from .demo import DemoSummary, run_demo
 from .line import line_between
 from .project import project_runs
@@ -28,6 +30,7 @@ from .surface import surface_around
 
 __all__ = [
     "DemoSummary",
+    "curves_of_runs",
     "find_results",
     "line_between",
     "project_runs",

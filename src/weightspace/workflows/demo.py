@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from .. import zoo
+from .._progress import progress_note
 from ..objective import Objective
 from ..outputs import claim_directory
 from ..render.build import side_files
 from ..results import save
 from ..train import train
+from .curves import curves_of_runs
 from .line import line_between
 from .project import project_runs
 from .report import report
@@ -97,7 +97,9 @@ class DemoSummary:
     notes: tuple[str, ...] = ()
 
 
-def _stages(cfg: Settings, problem: str, init_seed: int, out: Path, runs: dict[str, Path]):
+def _stages(
+    cfg: Settings, problem: str, init_seed: int, out: Path, runs: dict[str, Path], progress: bool
+):
     art = out / "artifacts"
     lorch = [runs[s.name] for s in RUNS[:4]]
 
@@ -110,19 +112,36 @@ def _stages(cfg: Settings, problem: str, init_seed: int, out: Path, runs: dict[s
                 zoo.problem(problem, seed=init_seed), runs[spec.name], optimizer=spec.optimizer,
                 lr=spec.lr, momentum=spec.momentum, batch_size=64, steps=cfg.steps,
                 every=cfg.every, data_seed=spec.data_seed,
-                metadata={"label": spec.name, "init_seed": init_seed},
+                metadata={"label": spec.name, "init_seed": init_seed}, progress=progress,
             )  # fmt: skip
 
     center = runs["sgd-m0.9"]
     plane = [center, *(r for r in lorch if r != center)]
 
+    def curves() -> None:
+        data = zoo.problem(problem, seed=init_seed)
+        test = Objective(data, data=data.test_data)
+        result = curves_of_runs(
+            test,
+            list(runs.values()),
+            engine={"progress": progress},
+            metadata={"data": {"split": "test"}},
+            progress=progress,
+        )
+        save(result, art / "curves-test")
+
     def surface() -> None:
-        surf = surface_around(objective(), plane, directions="pca", grid=cfg.grid)
+        surf = surface_around(
+            objective(), plane, directions="pca", grid=cfg.grid, engine={"progress": progress}
+        )
         save(surf, art / "surface-pca")
 
     def interpolation() -> None:
         a, b = runs["sgd-m0.9-order1"], runs["sgd-m0.9-order2"]
-        save(line_between(objective(), a, b, points=cfg.line_points), art / "line-order1-order2")
+        line = line_between(
+            objective(), a, b, points=cfg.line_points, engine={"progress": progress}
+        )
+        save(line, art / "line-order1-order2")
 
     def spectrum() -> None:
         spec = spectrum_of_run(
@@ -133,14 +152,16 @@ def _stages(cfg: Settings, problem: str, init_seed: int, out: Path, runs: dict[s
             density=True,
             n_probes=cfg.probes,
             n_steps=cfg.lanczos_steps,
+            progress=progress,
         )
         save(spec, art / "spectrum-sgd-m0.9")
 
     stages: list[tuple[str, Callable[[], Any]]] = [
         ("record", record),
-        ("pca", lambda: save(project_runs(list(runs.values())), art / "pca")),
-        ("phate", lambda: save(project_runs(lorch, "phate"), art / "phate")),
-        ("tsne", lambda: save(project_runs(lorch, "tsne"), art / "tsne")),
+        ("curves", curves),
+        ("pca", lambda: save(project_runs(list(runs.values()), progress=progress), art / "pca")),
+        ("phate", lambda: save(project_runs(lorch, "phate", progress=progress), art / "phate")),
+        ("tsne", lambda: save(project_runs(lorch, "tsne", progress=progress), art / "tsne")),
         ("surface", surface),
         ("interpolation", interpolation),
         ("spectrum", spectrum),
@@ -166,7 +187,8 @@ def run_demo(
         init_seed: the shared initialisation seed.
         overwrite: replace an earlier demo output in ``out`` (only what weightspace wrote
             there: anything else in its folders is refused, and nothing is deleted).
-        progress: show a progress bar over the stages.
+        progress: say when each stage starts and show its progress (see
+            :mod:`weightspace._progress`).
 
     Returns:
         :class:`DemoSummary`: run directories, artifacts, the report, timings per stage.
@@ -178,15 +200,14 @@ def run_demo(
     problem = problem or cfg.problem
     runs = {spec.name: out / "runs" / spec.name for spec in RUNS}
     timings: dict[str, float] = {}
-    stages = _stages(cfg, problem, init_seed, out, runs)
+    stages = _stages(cfg, problem, init_seed, out, runs, progress)
     title = f"weightspace demo: {problem}"
     stages.append(
         ("report", lambda: report(out / "report.html", artifacts=out / "artifacts", title=title))
     )
-    bar = tqdm(stages, desc="demo", unit="stage", disable=not progress)
     summary = None
-    for name, stage in bar:
-        bar.set_postfix_str(name)
+    for i, (name, stage) in enumerate(stages, 1):
+        progress_note(f"demo: stage {i}/{len(stages)} {name}", enabled=progress)
         start = time.perf_counter()
         try:
             result = stage()

@@ -30,7 +30,16 @@ EMBEDDING_OPTIONS = {
 }
 
 
-def _embedder(method: str, k: int, distance: str, seed: int, options: Mapping[str, Any], progress):
+PHATE_KNN = 5  # the reference implementation's default
+TSNE_PERPLEXITY = 30.0  # scikit-learn's default
+UMAP_NEIGHBORS = 15  # umap-learn's default
+
+
+def embedding_options(method: str, options: Mapping[str, Any], t_total: int) -> dict[str, Any]:
+    """The embedding's options, with the neighbourhood defaults fitted to few snapshots:
+    PHATE's ``knn`` and UMAP's ``n_neighbors`` at most ``T - 1``, t-SNE's ``perplexity`` at
+    most ``(T - 1) / 3``.
+    Options given are kept as they are (and refused by the embedding when impossible)."""
     allowed = EMBEDDING_OPTIONS[method]
     unknown = [name for name in options if name not in allowed]
     if unknown:
@@ -38,6 +47,17 @@ def _embedder(method: str, k: int, distance: str, seed: int, options: Mapping[st
             f"options: {unknown[0]!r} is not an option of {method} (its options: "
             f"{', '.join(allowed)})"
         )
+    out = dict(options)
+    if method == "phate" and "knn" not in out:
+        out["knn"] = max(1, min(PHATE_KNN, t_total - 1))
+    if method == "tsne" and "perplexity" not in out:
+        out["perplexity"] = max(1.0, min(TSNE_PERPLEXITY, (t_total - 1) / 3))
+    if method == "umap" and "n_neighbors" not in out:
+        out["n_neighbors"] = max(2, min(UMAP_NEIGHBORS, t_total - 1))
+    return out
+
+
+def _embedder(method: str, k: int, distance: str, seed: int, options: Mapping[str, Any], progress):
     if method == "phate":
         return PHATE(k, distance=distance, progress=progress, **options)
     if method == "tsne":
@@ -117,7 +137,9 @@ def project_runs(
         seed: seed of the randomized PCA, t-SNE and UMAP.
         keep_components: keep the PCA's ``(k, n)`` directions and centre (large).
         options: the embedding's own options: PHATE ``knn``, ``decay``, ``t``; t-SNE
-            ``perplexity``; UMAP ``n_neighbors``.
+            ``perplexity``; UMAP ``n_neighbors``. Defaults: ``knn`` 5, ``perplexity`` 30 and
+            ``n_neighbors`` 15, lowered to what few snapshots allow (``T - 1``,
+            ``(T - 1) / 3``); the values used are in ``metadata["options"]``.
         progress: show progress bars.
 
     Returns:
@@ -143,7 +165,8 @@ def project_runs(
         coords, dims = pca.transform_runs_, pca.n_components_
     else:
         dims = components or 2
-        emb = _embedder(method, dims, distance, seed, dict(options or {}), progress).fit(trajs)
+        options = embedding_options(method, options or {}, t_total)
+        emb = _embedder(method, dims, distance, seed, options, progress).fit(trajs)
         coords = emb.embedding_runs_
         meta["trajectory_preservation"] = trajectory_preservation(
             emb.embedding_, runs=[len(tr) for tr in trajs], n_neighbors=min(5, t_total - 1)

@@ -6,18 +6,18 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import WeightspaceError
 from ..outputs import claim_directory
-from ..render.build import ReportSummary, build_report, side_files
+from ..render.build import ReportSummary, SurfaceStyle, build_report, side_files
 from ..results import Projection, load, result_paths
 from ._runs import RunLike, as_runs
 from .project import project_runs
 
 __all__ = ["find_results", "report"]
 
-DRAWN = ("projection", "surface", "line", "spectrum")  # the result kinds a report draws
+DRAWN = ("projection", "curves", "surface", "line", "spectrum")  # the result kinds a report draws
 
 
 def find_results(directory: str | os.PathLike) -> list[tuple[str, Path]]:
@@ -48,6 +48,9 @@ def report(
     results: Sequence[tuple[str, Any]] = (),
     title: str = "weightspace report",
     animations: bool = True,
+    scale: Literal["auto", "log", "linear"] = "auto",
+    vmax: float | None = None,
+    levels: int = 20,
     overwrite: bool = False,
     progress: bool = False,
 ) -> ReportSummary:
@@ -58,9 +61,14 @@ def report(
         runs: run directories for the "Runs" overview (path metrics computed here); without
             them the overview comes from the first projection among the results.
         artifacts: a directory of saved results (searched recursively).
-        results: more ``(name, result)`` pairs (Projection, Surface, Line, CurvatureAlong).
+        results: more ``(name, result)`` pairs (Projection, Curves, Surface, Line,
+            CurvatureAlong).
         title: the page title.
         animations: a GIF (and MP4 with ffmpeg) of the first trajectory on each surface.
+        scale: how surfaces are drawn (contour, mesh, interactive view, animation):
+            ``"log"``, ``"linear"``, or ``"auto"`` (log where the loss is positive).
+        vmax: draw surface values above ``vmax`` at ``vmax`` (None: no clipping).
+        levels: contour levels of the surfaces.
         overwrite: replace an earlier report at ``out`` (its page and ``OUT_files/``; files
             weightspace did not write are never replaced).
         progress: show progress bars.
@@ -71,6 +79,7 @@ def report(
     Raises:
         WeightspaceError: nothing to report, or an artifacts directory without results.
     """
+    style = SurfaceStyle(scale, vmax, levels)  # checked before any work
     out = Path(out)
     manifest = claim_directory(  # before any work: an earlier page needs overwrite
         out.parent, [out.name, side_files(out).name], overwrite=overwrite, what="out"
@@ -98,7 +107,13 @@ def report(
         first = next((r for _, r in pairs if isinstance(r, Projection)), None)
         overview = first.runs if first is not None else ()
     summary = build_report(
-        out, runs=overview, results=pairs, title=title, animations=animations, skipped=skipped
+        out,
+        runs=overview,
+        results=pairs,
+        title=title,
+        animations=animations,
+        skipped=skipped,
+        surface_style=style,
     )
     manifest.add(out, *([side_files(out)] if side_files(out).is_dir() else []))
     return summary
