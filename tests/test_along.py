@@ -71,11 +71,17 @@ def test_top_k_overlap_and_edge_of_stability_along_a_run(tmp_path):
     np.testing.assert_allclose(out.trace, np.square(POINTS).sum(1), atol=1e-10)  # diagonal
     np.testing.assert_allclose(out.lambda_max_lr, 0.1 * expected[:, 0], atol=1e-10)
     assert out.stability_threshold == 2.0
-    # densities share one grid and one σ; each mean is tr/n exactly (diagonal, Rademacher)
+    # densities share one grid, each with its own σ (1 % of its own node range, at least two
+    # grid steps); each mean is tr/n exactly (diagonal, Rademacher)
     assert len({id(d.grid) for d in out.densities}) == 1 or all(
         np.array_equal(d.grid, out.densities[0].grid) for d in out.densities
     )
-    assert len({d.sigma for d in out.densities}) == 1
+    step = out.densities[0].grid[1] - out.densities[0].grid[0]
+    for d in out.densities:
+        live = d.nodes[d.weights > 0]
+        assert d.sigma == pytest.approx(max(0.01 * (live.max() - live.min()), 2 * step))
+    assert out.metadata["sigma"] == [d.sigma for d in out.densities]
+    assert len({d.sigma for d in out.densities}) > 1  # the points' ranges differ
     for d, w in zip(out.densities, POINTS):
         assert d.mean == pytest.approx(np.square(w).mean(), abs=1e-10)
     assert out.eigenvectors.shape == (2, 6)

@@ -77,6 +77,8 @@ def test_every_command_prints_the_one_json_schema(run_dir, tmp_path, capsys):
     assert set(commands) | {"demo"} == set(COMMANDS)
     for name, args in commands.items():
         payload = call_json(capsys, *args)
+        if name in ("surface", "line", "curves", "spectrum"):  # an objective: its device
+            assert payload["summary"]["device"] == "cpu", name
         for path in payload["artifacts"].values():
             assert Path(path).exists(), (name, path)
         if payload["sidecar"] is not None:

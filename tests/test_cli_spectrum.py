@@ -97,7 +97,8 @@ def test_between_two_runs(runs, tmp_path, capsys):
 def test_human_readable_output(runs, tmp_path, capsys):
     code, text, _ = spectrum(capsys, runs[0], "--top-k", "1", "-o", tmp_path / "h")
     assert code == 0
-    first, last = text.splitlines()
+    device, first, last = text.splitlines()
+    assert device == "on cpu"
     assert first.startswith("step 20  loss ") and "λmax·lr" in first and "(vs 2)" in first
     assert last == f"wrote {tmp_path / 'h.npz'}"
 

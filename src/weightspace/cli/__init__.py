@@ -170,6 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    device = getattr(args, "device_used", None)  # set where a command built an objective
+    if device is not None:
+        out.summary.setdefault("device", device)
+        if out.lines:  # (ranks other than 0 say nothing)
+            out.lines.insert(0, f"on {device}")
     try:
         _print(out, args.json, args.command)
     except BrokenPipeError:  # `weightspace info RUN | head`: the reader left; so do we

@@ -193,6 +193,7 @@ def objective(args: argparse.Namespace):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise WeightspaceError(f"device: {args.device!r} asked for, but CUDA is not available")
     parallel.init_from_env(device)
+    args.device_used = str(device)  # said in the command's output
     problem = load_problem(args.problem, seed=args.init_seed)
     problem.model.to(device)
     data = None

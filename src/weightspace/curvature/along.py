@@ -2,8 +2,10 @@
 
 At every chosen point: the top eigenpairs, a trace estimate and an SLQ density, all with
 common random numbers (the same probes and the same evaluation data everywhere), so that
-differences between points are differences in the Hessian, not in the noise. Densities are
-smoothed with one width on one grid. Consecutive top-k eigenvector sets are compared by
+differences between points are differences in the Hessian, not in the noise. Densities share
+one grid; each is smoothed with its own width (1 % of its own eigenvalue range, at least two
+grid steps), or with one ``sigma`` when given, so that an outlier at one point does not blur
+the others. Consecutive top-k eigenvector sets are compared by
 their subspace overlap ``‖U_t U_{t+1}ᵀ‖_F² / k`` (1: same subspace, ~k/n: unrelated; Gur-Ari
 et al. 2018), and ``λ_max·lr`` is set against the stability threshold of the run's update
 rule (Cohen et al. 2021: 2 for gradient descent, ``2 + 2β`` with heavy-ball momentum ``β``;
@@ -34,7 +36,7 @@ from .along_result import CurvatureAlong, subspace_overlap
 from .lanczos import top_eigenpairs
 from .plan import plan_hessian
 from .settings import CurvatureSettings
-from .slq import SIGMA_RULE, SpectralDensity, spectral_density
+from .slq import POINT_SIGMA_RULE, SpectralDensity, on_common_grid, spectral_density
 from .trace import hutchinson_trace
 
 __all__ = ["curvature_along", "curvature_at", "curvature_between"]
@@ -189,7 +191,9 @@ def _assemble(
 ) -> CurvatureAlong:
     """The points' measurements as one :class:`CurvatureAlong`."""
     T, k = len(rows), s.k_wanted if s.top_k else 0
-    sigma, densities = _common_grid([r.density for r in rows if r.density], s.sigma, s.grid_points)
+    sigma, densities = on_common_grid(
+        [r.density for r in rows if r.density], s.sigma, s.grid_points
+    )
     stab = stability(optimizer)
     eigenvalues = np.array([r.eigenvalues for r in rows]).reshape(T, k) if k else np.zeros((T, 0))
     lam_lr = None
@@ -223,7 +227,7 @@ def _settings_metadata(
     s: CurvatureSettings,
     seed: int,
     axis: str,
-    sigma: float | None,
+    sigma: float | list[float] | None,
     stab: Stability,
     optimizer: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
@@ -238,7 +242,9 @@ def _settings_metadata(
         "n_probes": s.n_probes if s.density else None,
         "n_steps": s.n_steps if s.density else None,
         "sigma": sigma,
-        "sigma_rule": None if not s.density else ("given" if s.sigma is not None else SIGMA_RULE),
+        "sigma_rule": None
+        if not s.density
+        else ("given" if s.sigma is not None else POINT_SIGMA_RULE),
         "seed": seed,
         "common_random_numbers": True,
         "lr": stab.lr,
@@ -248,19 +254,6 @@ def _settings_metadata(
         "stability_threshold": stab.threshold,
         "stability_rule": stab.rule,
     }
-
-
-def _common_grid(
-    dens: list[SpectralDensity], sigma: float | None, grid_points: int
-) -> tuple[float | None, tuple[SpectralDensity, ...]]:
-    if not dens:
-        return None, ()
-    live = np.concatenate([d.nodes[d.weights > 0] for d in dens])
-    lo, hi = float(live.min()), float(live.max())
-    if sigma is None:
-        sigma = 0.01 * (hi - lo) or 1e-3 * max(abs(lo), abs(hi), 1.0)
-    grid = np.linspace(lo - 6 * sigma, hi + 6 * sigma, grid_points)
-    return sigma, tuple(d.regrid(grid, sigma) for d in dens)
 
 
 def curvature_along(

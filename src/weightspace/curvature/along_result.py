@@ -29,8 +29,8 @@ class CurvatureAlong:
         eigenvectors: ``(k, n)`` eigenvectors at the last point (landscape directions), or
             None.
         trace, trace_stderr: ``(T,)`` Hutchinson estimates (NaN when not computed).
-        densities: one :class:`SpectralDensity` per point on a common grid and ``σ``
-            (empty when not computed).
+        densities: one :class:`SpectralDensity` per point on a common grid, each with its
+            own ``sigma`` (one for all when given; empty when not computed).
         lambda_max_lr: ``(T,)`` ``λ_max·lr`` when a learning rate is known, else None.
         stability_threshold: the value of ``λ_max·lr`` where the run's update diverges
             (2, ``2 + 2β`` for SGD with momentum ``β``, ...), or None when the optimizer has

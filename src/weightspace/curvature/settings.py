@@ -31,7 +31,8 @@ class CurvatureSettings:
             :func:`~weightspace.top_eigenpairs`, with its ``tol`` and ``block_size``.
         trace_probes: Hutchinson probes per point (0: no trace).
         density: compute an SLQ density with ``n_probes`` probes of ``n_steps`` steps.
-        sigma: common Gaussian width; default ``0.01 ×`` the range of all nodes.
+        sigma: one Gaussian width for every point; default: each point its own, 1 % of
+            its own node range (at least two steps of the common grid).
         grid_points: size of the common density grid.
         seed: one seed for every point's probes (common random numbers).
         dtype, include: as in :class:`~weightspace.HessianOperator`.

@@ -28,11 +28,13 @@ from ._krylov import breakdown_threshold, orthogonalize
 from .protocol import announce, apply, check_operator, random_vectors
 
 __all__ = [
+    "POINT_SIGMA_RULE",
     "SpectralDensity",
     "Tridiagonal",
     "default_grid",
     "gaussian_density",
     "lanczos_tridiagonal",
+    "on_common_grid",
     "spectral_density",
 ]
 
@@ -357,3 +359,35 @@ def _default_sigma(nodes: np.ndarray, weights: np.ndarray) -> float:
     """:data:`SIGMA_RULE` (or a small width when every node is the same)."""
     live = nodes[weights > 0]
     return 0.01 * float(live.max() - live.min()) or 1e-3 * max(float(abs(live).max()), 1.0)
+
+
+# the default width of each point's density along a run: its own, never below the grid's
+# resolution
+POINT_SIGMA_RULE = f"{SIGMA_RULE} of each point, at least 2 steps of the common grid"
+
+
+def on_common_grid(
+    dens: list[SpectralDensity], sigma: float | None, grid_points: int
+) -> tuple[float | list[float] | None, tuple[SpectralDensity, ...]]:
+    """Every point's density on one grid covering all of them. A given ``sigma`` smooths
+    them all; by default each point keeps its own width (:data:`POINT_SIGMA_RULE`), so an
+    outlier at one point does not blur every other point's spectrum."""
+    if not dens:
+        return None, ()
+    live = np.concatenate([d.nodes[d.weights > 0] for d in dens])
+    lo, hi = float(live.min()), float(live.max())
+    if sigma is not None:
+        grid = np.linspace(lo - 6 * sigma, hi + 6 * sigma, grid_points)
+        return sigma, tuple(d.regrid(grid, sigma) for d in dens)
+    own = np.array([_own_sigma(d) for d in dens])
+    grid = np.linspace(lo - 6 * own.max(), hi + 6 * own.max(), grid_points)
+    floor = 2 * (grid[1] - grid[0])  # narrower than the grid's spacing: peaks fall between
+    widths = np.maximum(own, floor)
+    return [float(w) for w in widths], tuple(d.regrid(grid, float(w)) for d, w in zip(dens, widths))
+
+
+def _own_sigma(d: SpectralDensity) -> float:
+    """1 % of a point's own node range (as :func:`spectral_density` chooses by default)."""
+    live = d.nodes[d.weights > 0]
+    lo, hi = float(live.min()), float(live.max())
+    return 0.01 * (hi - lo) or 1e-3 * max(abs(lo), abs(hi), 1.0)

@@ -171,6 +171,8 @@ def _sigma_kind(dens: tuple[Any, ...], rule: Any) -> str:
     sigmas = np.array([float(d.sigma) for d in dens])
     if rule == "given":
         return "given"
+    if isinstance(rule, str) and "of each point" in rule:  # curvature_along's default
+        return "own"
     ranges = np.array([d.range for d in dens])
     everywhere = 0.01 * (ranges[:, 1].max() - ranges[:, 0].min())
     if len(dens) > 1 and np.allclose(sigmas, everywhere, rtol=1e-9, atol=0):
@@ -187,7 +189,8 @@ def _sigma_words(sigmas: np.ndarray, kind: str, rule: Any, axis: str) -> str:
     why = {
         "given": "as given",
         "all": f"1 % of the eigenvalue range over all {axis}s",
-        "own": f"each {axis} smoothed with its own σ, 1 % of that {axis}'s eigenvalue range",
+        "own": f"each {axis} smoothed with its own σ, 1 % of that {axis}'s eigenvalue range"
+        + (" (at least two grid steps)" if isinstance(rule, str) and "grid" in rule else ""),
     }.get(kind, f"each {axis} smoothed with its own σ (rule: {rule or 'not recorded'})")
     return f"{value}, {why}"
 
