@@ -1,4 +1,19 @@
-"""Import existing checkpoints (``torch.save`` state dicts, safetensors) as a run.
+"""Import existing checkpoints, in the forms users have, as a run.
+
+The forms (read by :mod:`weightspace._checkpoint_formats`): ``torch.save`` state dicts, also
+nested once or twice under ``model``, ``state_dict``, ``model_state_dict``, ``module``,
+``net`` or ``ema``; Lightning ``.ckpt`` files; ``.safetensors`` files; Hugging Face folders
+(``model.safetensors``, sharded safetensors, ``pytorch_model.bin``, sharded ``.bin``), one
+folder per checkpoint (a Trainer's ``checkpoint-500/``); ``torch.distributed.checkpoint``
+directories (with the model).
+
+Given the model, its tensors are found under whatever prefix wraps them in the checkpoint: a
+LightningModule's attribute (``net.``), DDP's ``module.``, ``torch.compile``'s ``_orig_mod.``,
+or several of these. The one prefix under which every tensor of the model is present with its
+shape is taken; several such prefixes are refused (``prefix=`` chooses). Parameters tied in the
+model (GPT-2's ``lm_head.weight`` is ``transformer.wte.weight``) are one tensor of the layout,
+stored in the checkpoint under either name or under both (then equal). Frozen parameters are
+not in the layout (:meth:`~weightspace.ParamLayout.from_module`) and are ignored.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: a file whose unpickling would run
 code is refused, never executed. The run is built in a temporary directory beside the target
@@ -13,7 +28,6 @@ import glob
 import os
 import re
 import shutil
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -21,10 +35,20 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ._checkpoint_formats import (
+    CHECKPOINT_SUFFIXES,
+    NESTED_KEYS,
+    Target,
+    checkpoint_dir_kind,
+    dcp_index,
+    normalised,
+    read_dcp,
+    read_state,
+    target_from_model,
+    target_from_state,
+)
 from ._lock import DirectoryLock
-from .buffer_layout import BUFFER_DTYPES, BufferLayout
-from .errors import CorruptRunError, LayoutMismatchError, WeightspaceError, first_line
-from .layout import ParamLayout
+from .errors import LayoutMismatchError, WeightspaceError
 from .outputs import check_run_target
 from .store import (
     BUFFERS,
@@ -36,10 +60,16 @@ from .store import (
     write_json,
 )
 
-__all__ = ["expand_paths", "import_checkpoints", "load_state_dict", "natural_key", "step_from_name"]
+__all__ = [
+    "NESTED_KEYS",
+    "expand_paths",
+    "import_checkpoints",
+    "load_state_dict",
+    "natural_key",
+    "step_from_name",
+]
 
-NESTED_KEYS = ("model", "state_dict", "model_state_dict", "module", "net")
-BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+load_state_dict = read_state  # the public name of the reader of one checkpoint
 
 
 def natural_key(path: str | Path) -> list[Any]:
@@ -48,19 +78,20 @@ def natural_key(path: str | Path) -> list[Any]:
 
 
 def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """Glob patterns, files and directories to a naturally sorted list of files."""
+    """Glob patterns, files and directories to a naturally sorted list of checkpoints.
+
+    A checkpoint is a file or a checkpoint folder (Hugging Face, ``torch.distributed
+    .checkpoint``). Any other directory stands for the checkpoint folders in it or, when it
+    holds none, for its ``.pt``, ``.pth``, ``.bin``, ``.ckpt`` and ``.safetensors`` files.
+    """
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     out: list[Path] = []
     for item in items:
         s = str(item)
         if glob.has_magic(s):
-            out += [Path(p) for p in glob.glob(s)]
+            out += [p for p in map(Path, glob.glob(s)) if not p.is_dir() or checkpoint_dir_kind(p)]
         elif Path(s).is_dir():
-            out += [
-                p
-                for p in Path(s).iterdir()
-                if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
-            ]
+            out += _checkpoints_in(Path(s))
         else:
             out.append(Path(s))
     if not out:
@@ -68,102 +99,139 @@ def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
     return sorted(set(out), key=natural_key)
 
 
+def _checkpoints_in(folder: Path) -> list[Path]:
+    inner = sorted((p for p in folder.iterdir() if checkpoint_dir_kind(p)), key=natural_key)
+    if checkpoint_dir_kind(folder):
+        if inner:
+            raise WeightspaceError(
+                f"paths: {str(folder)!r} is a checkpoint and also holds checkpoint folders "
+                f"({inner[0].name}, ...); pass '{folder}/{inner[0].name[:1]}*' for those, or "
+                "the files of the one checkpoint"
+            )
+        return [folder]
+    if inner:
+        return inner
+    return [p for p in folder.iterdir() if p.suffix in CHECKPOINT_SUFFIXES and p.is_file()]
+
+
 def step_from_name(path: Path) -> int | None:
-    """The last integer in the file name's stem (``epoch_012.pt`` -> 12)."""
-    nums = re.findall(r"\d+", path.stem)
+    """The step in a checkpoint's name: the number after ``step`` (``epoch=1-step=300.ckpt``
+    -> 300, ``global_step500`` -> 500), else the last number (``epoch_012.pt`` -> 12,
+    ``checkpoint-500/`` -> 500)."""
+    name = path.name if path.is_dir() else path.stem
+    nums = re.findall(r"step[=_-]?(\d+)", name, flags=re.IGNORECASE) or re.findall(r"\d+", name)
     return int(nums[-1]) if nums else None
 
 
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a state dict safely; unwrap ``{"model": state_dict}``-style nesting."""
-    if not path.is_file():
-        raise WeightspaceError(f"checkpoint {str(path)!r} does not exist; check the path")
-    try:
-        if path.suffix == ".safetensors":
-            try:
-                from safetensors.torch import load_file
-            except ImportError:
-                raise WeightspaceError(
-                    "reading .safetensors needs the safetensors package: "
-                    "pip install 'weightspace[safetensors]'"
-                ) from None
-            obj: Any = load_file(str(path), device="cpu")
-        else:
-            with warnings.catch_warnings():  # the refusal below is the one line the user sees
-                warnings.simplefilter("ignore")
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-    except WeightspaceError:
-        raise
-    except Exception as e:  # pickle.UnpicklingError and friends
-        raise CorruptRunError(
-            f"checkpoint {path}: refused or unreadable ({first_line(e, 200)}); only tensors "
-            "and plain containers are loaded (weights_only=True)"
-        ) from None
-    for _ in range(3):
-        if isinstance(obj, Mapping) and not _is_state_dict(obj):
-            inner = next(
-                (obj[k] for k in NESTED_KEYS if k in obj and isinstance(obj[k], Mapping)), None
-            )
-            if inner is None:
-                break
-            obj = inner
-    if not isinstance(obj, Mapping) or not _is_state_dict(obj):
-        raise CorruptRunError(
-            f"checkpoint {path}: no state dict of tensors found (looked under "
-            f"{', '.join(NESTED_KEYS)}); save model.state_dict()"
+# ---------------------------------------------------------------- matching keys to the target
+def _match(
+    shapes: Mapping[str, tuple[int, ...]], target: Target, prefix: str | None, where: Path
+) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """The checkpoint keys of every parameter (several for tied ones) and of the buffers
+    present, under the one prefix that holds all the parameters.
+
+    Raises:
+        LayoutMismatchError: several prefixes hold them all, or none does (naming the first
+            missing or mis-shaped tensor under the best one).
+    """
+    names = [n for n in target.layout.names if "_orig_mod" in n]
+    norm = normalised(shapes, keep_compiled=bool(names))
+    want = dict(zip(target.layout.names, target.layout.shapes))
+
+    def found(p: str) -> int:
+        return sum(
+            any(shapes.get(norm.get(p + a, ""), ()) == s for a in target.aliases.get(n, (n,)))
+            for n, s in want.items()
         )
-    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+    candidates = [prefix] if prefix is not None else _prefixes(norm, target)
+    full = [p for p in candidates if found(p) == len(want)]
+    if len(full) > 1:
+        raise LayoutMismatchError(
+            f"checkpoint {where}: every tensor of the model is there under several prefixes "
+            f"({', '.join(map(repr, full))}); pass prefix= with the one to import"
+        )
+    p = full[0] if full else max(candidates, key=lambda c: (found(c), -len(c)), default="")
+    params: dict[str, tuple[str, ...]] = {}
+    for n, s in want.items():
+        keys = tuple(norm[p + a] for a in target.aliases.get(n, (n,)) if p + a in norm)
+        if not keys:
+            looked = f" (looked for {p + n!r})" if p else ""
+            raise LayoutMismatchError(
+                f"checkpoint {where}: tensor {n!r} is missing{looked}; pass the model the "
+                "checkpoints were saved from"
+            )
+        _check_shape(n, s, keys, shapes, where)
+        params[n] = keys
+    buffers = {b: norm[p + b] for b in target.buffers.names if p + b in norm}
+    for b, s in zip(target.buffers.names, target.buffers.shapes):
+        if b in buffers:
+            _check_shape(b, s, (buffers[b],), shapes, where, what="buffer")
+    return params, buffers
 
 
-def _is_state_dict(obj: Mapping) -> bool:
-    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+def _prefixes(norm: Mapping[str, str], target: Target) -> list[str]:
+    """Every ``p`` such that some key is ``p + name`` for a name of the target."""
+    names = {a for n in target.layout.names for a in target.aliases.get(n, (n,))}
+    out: dict[str, None] = {}
+    for key in norm:
+        parts = key.split(".")
+        for i in range(len(parts)):
+            if ".".join(parts[i:]) in names:
+                out.setdefault("".join(f"{q}." for q in parts[:i]), None)
+    return list(out)
 
 
-def _parameters_only(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Without a model: every floating tensor except BatchNorm statistics."""
-    return {
-        k: v for k, v in state.items() if v.is_floating_point() and not k.endswith(BUFFER_SUFFIXES)
-    }
+def _check_shape(
+    name: str,
+    shape: tuple[int, ...],
+    keys: Sequence[str],
+    shapes: Mapping[str, tuple[int, ...]],
+    where: Path,
+    what: str = "tensor",
+) -> None:
+    for k in keys:
+        if tuple(shapes[k]) != tuple(shape):
+            under = f" (as {k!r})" if k != name else ""
+            raise LayoutMismatchError(
+                f"checkpoint {where}: {what} {name!r}{under} has shape {tuple(shapes[k])}, the "
+                f"model {tuple(shape)}; pass the model the checkpoints were saved from"
+            )
 
 
-def _buffers_only(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Without a model: BatchNorm statistics and integer counters (``num_batches_tracked``)."""
-    return {
-        k: v
-        for k, v in state.items()
-        if str(v.dtype).removeprefix("torch.") in BUFFER_DTYPES
-        and (k.endswith(BUFFER_SUFFIXES) or not v.is_floating_point())
-    }
+def _read_checkpoint(
+    path: Path, target: Target | None, prefix: str | None
+) -> tuple[Target, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One checkpoint's parameters and buffers by the target's names (the target from the
+    checkpoint itself when None); the file or folder is read once."""
+    if checkpoint_dir_kind(path) == "dcp":
+        if target is None:
+            raise WeightspaceError(
+                f"checkpoint {path}: a torch.distributed.checkpoint directory is imported with "
+                "its model; pass model= (weightspace import --problem)"
+            )
+        index = dcp_index(path)
+        params, buffers = _match({k: s for k, (s, _) in index.items()}, target, prefix, path)
+        wanted = [*(k for ks in params.values() for k in ks), *buffers.values()]
+        raw = read_dcp(path, {k: index[k] for k in wanted})
+    else:
+        raw = read_state(path)
+        target = target or target_from_state(raw)
+        params, buffers = _match({k: tuple(v.shape) for k, v in raw.items()}, target, prefix, path)
+    state = {}
+    for name, keys in params.items():
+        t = raw[keys[0]]
+        other = next((k for k in keys[1:] if not torch.equal(raw[k], t)), None)
+        if other is not None:
+            raise LayoutMismatchError(
+                f"checkpoint {path}: {keys[0]!r} and {other!r} are one tied parameter of the "
+                "model but differ in the checkpoint; pass a model whose weights are not tied"
+            )
+        state[name] = t
+    return target, state, {b: raw[k] for b, k in buffers.items()}
 
 
-def _unprefix(state: dict[str, torch.Tensor], layout: ParamLayout) -> dict[str, torch.Tensor]:
-    if not all(n in state for n in layout.names) and all(k.startswith("module.") for k in state):
-        return {k.removeprefix("module."): v for k, v in state.items()}  # saved from DDP
-    return state
-
-
-def _flatten(state: dict[str, torch.Tensor], layout: ParamLayout, path: Path) -> torch.Tensor:
-    try:
-        return layout.flatten(state)
-    except LayoutMismatchError as e:
-        raise LayoutMismatchError(f"checkpoint {path}: {e}") from None
-
-
-def _buffer_array(
-    state: dict[str, torch.Tensor], layout: BufferLayout | None, path: Path
-) -> np.ndarray | None:
-    """The checkpoint's buffers, flat; None when it holds none of them (parameters only)."""
-    if layout is None or not len(layout):
-        return None
-    present = [n for n in layout.names if n in state]
-    if not present:
-        return None
-    try:
-        return layout.flatten(state).numpy()
-    except LayoutMismatchError as e:
-        raise LayoutMismatchError(f"checkpoint {path}: {e}") from None
-
-
+# ---------------------------------------------------------------- the import
 def import_checkpoints(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
     run_dir: str | os.PathLike,
@@ -173,32 +241,46 @@ def import_checkpoints(
     dtype: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    prefix: str | None = None,
 ) -> Path:
-    """Build a run from checkpoint files.
+    """Build a run from checkpoint files and folders.
 
     Args:
-        paths: files, directories or glob patterns (``"ckpt/epoch_*.pt"``); sorted naturally.
+        paths: files, checkpoint folders, directories or glob patterns (``"ckpt/epoch_*.pt"``,
+            ``"out/checkpoint-*"``); sorted naturally. Forms: see :mod:`weightspace.checkpoints`.
         run_dir: the run to create; must not exist yet.
         model: the model the checkpoints belong to; its trainable parameters define the
-            layout and its persistent buffers the recorded buffers (recommended). Without it
-            every floating tensor except BatchNorm statistics is a parameter, in the file's
-            order, and BatchNorm statistics and integer counters are the buffers.
-        steps: ``"names"`` (the last number in each file name), ``"order"`` (0, 1, ...),
-            or explicit step numbers.
+            layout and its persistent buffers the recorded buffers (recommended; needed for
+            ``torch.distributed.checkpoint`` directories). Without it every floating tensor
+            except BatchNorm statistics is a parameter, in the file's order, and BatchNorm
+            statistics and integer counters are the buffers.
+        steps: ``"names"`` (the number after ``step`` in each name, else the last number:
+            ``epoch=0-step=300.ckpt``, ``checkpoint-500/``), ``"order"`` (0, 1, ...), or
+            explicit step numbers.
         dtype: parameter storage dtype (``"float32"``, ``"float64"``, ``"float16"``); default
             float64 for float64 checkpoints, else float32.
         metadata: stored in ``run.json``.
         overwrite: replace a run that exists at ``run_dir`` (only a directory holding
             nothing but a weightspace run is replaced).
+        prefix: the prefix of the model's tensors in the checkpoints (``"net."``); default:
+            found by matching the model's tensor names and shapes.
 
     Returns:
         the run directory.
 
     Raises:
         WeightspaceError: no files, duplicate or missing steps, the run exists.
-        LayoutMismatchError: a checkpoint does not match the layout (names the tensor).
+        LayoutMismatchError: a checkpoint does not match the layout (names the tensor), or
+            holds the model under several prefixes.
         CorruptRunError: a file is unreadable or would execute code when unpickled.
+
+    Example::
+
+        ws.import_checkpoints("lightning_logs/version_0/checkpoints", "runs/lit", model=net)
+        ws.import_checkpoints("out/checkpoint-*", "runs/gpt2", model=gpt2)
     """
+    if prefix is not None and not isinstance(prefix, str):
+        raise WeightspaceError(f"prefix: expected a string such as 'net.', got {prefix!r}")
     files = expand_paths(paths)
     run_dir = Path(run_dir)
     step_list = _steps_for(files, steps)
@@ -212,7 +294,7 @@ def import_checkpoints(
             raise WeightspaceError(f"run_dir: {str(run_dir)!r} already exists; choose another")
         tmp = run_dir.with_name(f".{run_dir.name}.importing-{os.getpid()}")
         try:
-            header = _write_run(tmp, files, step_list, model, dtype, metadata)
+            header = _write_run(tmp, files, step_list, model, dtype, metadata, prefix)
             write_json(tmp / RUN_JSON, header)
             (tmp / "metrics.jsonl").write_text("")
             os.replace(tmp, run_dir)
@@ -231,26 +313,26 @@ def _write_run(
     model: torch.nn.Module | None,
     dtype: str | None,
     metadata: Mapping[str, Any] | None,
+    prefix: str | None,
 ) -> dict[str, Any]:
     """Every checkpoint's parameters and buffers under ``tmp``; returns the run header."""
-    layout = ParamLayout.from_module(model) if model is not None else None
-    buffers = BufferLayout.from_module(model) if model is not None else None
+    target = target_from_model(model) if model is not None else None
     (tmp / SNAPSHOTS).mkdir(parents=True)
     recorded: list[bool] = []
     for f, step in zip(files, step_list):
-        state = load_state_dict(f)
-        if layout is None:
-            layout = ParamLayout.from_state_dict(_parameters_only(state))
-            buffers = BufferLayout.from_state_dict(_buffers_only(state))
-        state = _unprefix(state, layout)
+        target, state, bufs = _read_checkpoint(f, target, prefix)
+        layout, buffers = target.layout, target.buffers
         if dtype is None:
             dtype = "float64" if layout.dtype == "float64" else "float32"
-        flat = _flatten(state, layout, f).to(torch.float64 if dtype == "float64" else torch.float32)
-        bufs = _buffer_array(state, buffers, f)
-        recorded.append(bufs is not None)
-        if bufs is not None:
+        flat = layout.flatten(state).to(torch.float64 if dtype == "float64" else torch.float32)
+        recorded.append(bool(len(buffers)) and bool(bufs))
+        if recorded[-1]:
+            try:
+                array = buffers.flatten(bufs).numpy()
+            except LayoutMismatchError as e:
+                raise LayoutMismatchError(f"checkpoint {f}: {e}") from None
             (tmp / BUFFERS).mkdir(exist_ok=True)
-            save_array(tmp / BUFFERS / snapshot_name(step), bufs, fsync=False)
+            save_array(tmp / BUFFERS / snapshot_name(step), array, fsync=False)
         save_array(
             tmp / SNAPSHOTS / snapshot_name(step),
             flat.numpy().astype(dtype, copy=False),
@@ -263,8 +345,10 @@ def _write_run(
             "checkpoints do; import checkpoints saved the same way"
         )
     meta = {"imported_from": [str(f) for f in files], **dict(metadata or {})}
-    header = make_run_header(layout, every=1, dtype=dtype, metadata=meta, buffers=buffers)
-    if buffers is not None and len(buffers) and not any(recorded):
+    header = make_run_header(
+        target.layout, every=1, dtype=dtype, metadata=meta, buffers=target.buffers
+    )
+    if len(target.buffers) and not any(recorded):
         header["buffers"] = None  # parameters only: eval-mode analyses say so
         header["metadata"]["buffers_missing"] = "the checkpoints hold no buffers"
     return header
