@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _verdict import VERDICTS
 
 from weightspace.errors import WeightspaceError
 from weightspace.render.static import save_figure
@@ -132,7 +133,7 @@ def write_table(rows: list[dict[str, Any]], out_dir: str | os.PathLike, name: st
 
 def _clean(value: Any, where: str) -> Any:
     """Numbers (non-finite ones as None), booleans and None, in nested dicts and lists."""
-    if value is None or isinstance(value, bool):
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and value in VERDICTS):
         return value
     if isinstance(value, Mapping):
         return {str(k): _clean(v, f"{where}.{k}") for k, v in value.items()}
@@ -147,13 +148,14 @@ def _clean(value: Any, where: str) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     raise WeightspaceError(
-        f"summary{where}: expected a number, a boolean or None, got {type(value).__name__}; "
-        "keep text out of the summary"
+        f"summary{where}: expected a number, a boolean, None or a verdict, got "
+        f"{type(value).__name__}; keep other text out of the summary"
     )
 
 
 def write_summary(out_dir: str | os.PathLike, summary: Mapping[str, Any]) -> Path:
-    """Write ``out_dir/summary.json``: numbers (finite, or null) and booleans, nested in dicts.
+    """Write ``out_dir/summary.json``: numbers (finite, or null), booleans and verdicts
+    (:data:`_verdict.VERDICTS`), nested in dicts.
 
     Returns:
         the path written.
