@@ -1,4 +1,4 @@
-"""Permutation alignment (weightspace.connect.align): a network and a copy of it with its hidden
+"""Permutation alignment (weightspace.between.align): a network and a copy of it with its hidden
 units shuffled by hand are aligned back exactly, and the aligned copy computes the same
 function; weight matching never lowers its objective; unsupported models fail on one line."""
 
@@ -13,7 +13,7 @@ from torch import nn
 from torch.func import functional_call
 
 import weightspace as ws
-from weightspace.connect import Alignment, PermutationSpec, align, permutation_spec
+from weightspace.between import Alignment, PermutationSpec, align, permutation_spec
 
 
 # ----------------------------------------------------------------------------- models

@@ -72,6 +72,8 @@ def test_every_command_prints_the_one_json_schema(run_dir, tmp_path, capsys):
         "spectrum": ["spectrum", *p, run_dir, "--top-k", "1", "-o", art / "h"],
         "sample": ["sample", *p, run_dir, "--step-sizes", "0.5", "--seeds", "0",
                    "--retrain-steps", "5", "--no-project", "-o", tmp_path / "jumps"],
+        "connect": ["connect", *p, f"{run_dir}:0", run_dir, "--steps", "5", "--points", "3",
+                    "--grid", "3", "3", "-o", art / "ab"],
         "report": ["report", "--artifacts", art, "-o", tmp_path / "r.html", "--no-animations"],
     }  # fmt: skip
     assert set(commands) | {"demo"} == set(COMMANDS)

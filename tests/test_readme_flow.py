@@ -41,6 +41,8 @@ SCALE = [
         r"sizes=\(0\.25, 0\.5, 0\.75, 1\.0\), seeds=\(0, 1, 2\), retrain_steps=200",
         "sizes=(0.5,), seeds=(0,), retrain_steps=6",
     ),
+    (r"--steps 2000", "--steps 20"),  # connect: a short curve training
+    (r"steps=200\)", "steps=10)"),
     (r"runs/sgd:100", "runs/sgd:9"),  # a recorded step of the short run
     (r"-o /tmp/demo", "-o demo"),  # inside the test's directory
 ]

@@ -144,8 +144,8 @@ def test_report_values_match_the_runs(tmp_path):
 def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path, typed):
     out = tmp_path / "r.html"
     cases = {
-        r"results\[1\] 'x': expected a Projection, Surface, Line, Curves or CurvatureAlong, got "
-        r"dict": {"results": [("pca", typed["projection"]), ("x", {"values": 1})]},
+        r"results\[1\] 'x': expected a Projection, Surface, Line, Curves, CurvatureAlong or "
+        r"Connection, got dict": {"results": [("pca", typed["projection"]), ("x", {"values": 1})]},
         r"results\[0\]: expected a \(name, result\) pair, got Surface": {
             "results": [typed["surface"]]
         },

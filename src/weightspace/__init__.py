@@ -22,6 +22,7 @@ from .errors import CorruptRunError, LayoutMismatchError, WeightspaceError
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports
     from . import buffers, optimizers, zoo
+    from .between import Connection, align, connect
     from .buffer_layout import BufferLayout
     from .checkpoints import import_checkpoints
     from .curvature import (
@@ -73,6 +74,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from .trajectory import Trajectory
     from .workflows import (
         DemoSummary,
+        connect_runs,
         curves_of_runs,
         line_between,
         project_runs,
@@ -90,6 +92,7 @@ __all__ = [
     "TSNE",
     "UMAP",
     "BufferLayout",
+    "Connection",
     "CorruptRunError",
     "CurvatureAlong",
     "CurvatureSettings",
@@ -118,8 +121,11 @@ __all__ = [
     "Trajectory",
     "WeightspaceError",
     "__version__",
+    "align",
     "buffers",
     "compare_to_random_walk",
+    "connect",
+    "connect_runs",
     "curvature_along",
     "curvature_at",
     "curvature_between",
@@ -163,6 +169,7 @@ __all__ = [
 # public name is imported from the submodule below on first access (PEP 562), then cached.
 # Keep this table and the TYPE_CHECKING imports above the same (tests/test_cli_startup.py).
 _LAZY: dict[str, tuple[str, ...]] = {
+    ".between": ("Connection", "align", "connect"),
     ".buffer_layout": ("BufferLayout",),
     ".checkpoints": ("import_checkpoints",),
     ".curvature": (
@@ -214,6 +221,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     ".trajectory": ("Trajectory",),
     ".workflows": (
         "DemoSummary",
+        "connect_runs",
         "curves_of_runs",
         "line_between",
         "project_runs",

@@ -41,6 +41,7 @@ COMMANDS = (
     "curves",
     "spectrum",
     "sample",
+    "connect",
     "report",
 )
 

@@ -14,6 +14,7 @@ EXAMPLES = """
   weightspace project runs/sgd runs/adam --components 3 --centering final -o out/joint_pca
   weightspace project runs/sgd runs/adam --method phate -o out/phate --json
   weightspace project runs/sgd --method tsne --perplexity 10 -o out/tsne
+  weightspace project runs/s0 runs/s1 runs/s2 --align weights --problem digits-mlp -o out/pca
 """
 
 METHODS = ("pca", "phate", "tsne", "umap")
@@ -61,9 +62,29 @@ def add_parser(sub) -> None:
         action="store_true",
         help="also store the PCA directions (k, n) and centre (n,) (large)",
     )
+    g = p.add_argument_group("endpoint distances (Lipton's table, modulo permutations)")
+    g.add_argument(
+        "--align",
+        choices=("none", "weights", "activations"),
+        default="none",
+        help="also measure the distances between final points after aligning each run's "
+        "hidden units to the reference run's (weight or activation matching); needs --problem",
+    )
+    g.add_argument(
+        "--align-to",
+        metavar="RUN",
+        help="the reference run of --align, one of the RUNs (default: the first)",
+    )
+    _options.add_problem(g, required=False)
     p.set_defaults(
         func=run,
-        flag_names={"n_neighbors": "--neighbors", "keep_components": "--save-components"},
+        flag_names={
+            "n_neighbors": "--neighbors",
+            "keep_components": "--save-components",
+            "align.method": "--align",
+            "align.problem": "--problem",
+            "align.reference": "--align-to",
+        },
     )
 
 
@@ -94,10 +115,29 @@ def _options_of(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> Output:
+    from ..errors import WeightspaceError
+    from ..problems import load_problem
     from ..results import save
-    from ..workflows import project_runs
+    from ..workflows import EndpointAlignment, project_runs
 
+    align = None
+    if args.align == "none":
+        for name in ("align_to", "problem"):
+            if getattr(args, name) is not None:
+                raise WeightspaceError(f"{name}: used only with --align weights|activations")
+    elif args.problem is None:
+        raise WeightspaceError(
+            f"problem: required by --align {args.align} (the runs' model gives the permutation "
+            "structure)"
+        )
     base = _options.result_base(args)
+    if args.align != "none":
+        align = EndpointAlignment(
+            args.align,
+            load_problem(args.problem, seed=args.init_seed),
+            reference=0 if args.align_to is None else args.align_to,
+            seed=args.seed,
+        )
     proj = project_runs(
         args.runs,
         args.method,
@@ -108,6 +148,7 @@ def run(args: argparse.Namespace) -> Output:
         seed=args.seed,
         keep_components=args.save_components,
         options=_options_of(args),
+        align=align,
         progress=show_progress(args),
     )
     npz = save(proj, base)
@@ -120,6 +161,11 @@ def run(args: argparse.Namespace) -> Output:
     }
     if "trajectory_preservation" in proj.metadata:
         summary["trajectory_preservation"] = proj.metadata["trajectory_preservation"]
+    if proj.endpoint_distances is not None:
+        summary["endpoint_distances"] = proj.endpoint_distances.tolist()
+    if proj.aligned_distances is not None:
+        summary["aligned_distances"] = proj.aligned_distances.tolist()
+        summary["align"] = {k: proj.metadata["align"][k] for k in ("method", "reference")}
     top = ", ".join(f"{v:.1%}" for v in ratios[:3])
     t_total = sum(len(r.steps) for r in proj.runs)
     lines = [
@@ -127,4 +173,16 @@ def run(args: argparse.Namespace) -> Output:
         f"PCA variance explained (PC1..3): {top}",
         *(f"  {r.label}: {r.null.verdict}" for r in proj.runs),
     ]
+    if proj.aligned_distances is not None:
+        ref = proj.metadata["align"]["reference_index"]
+        lines += [
+            f"distance to {proj.runs[ref].label} (final points), unaligned -> aligned "
+            f"({proj.metadata['align']['method']}):",
+            *(
+                f"  {r.label}: {proj.endpoint_distances[ref, i]:.6g} -> "
+                f"{proj.aligned_distances[ref, i]:.6g}"
+                for i, r in enumerate(proj.runs)
+                if i != ref
+            ),
+        ]
     return Output({"projection": str(npz)}, summary, str(npz.with_suffix(".json")), lines)

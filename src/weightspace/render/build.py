@@ -26,12 +26,15 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..between.results import Connection
 from ..curvature import CurvatureAlong
 from ..errors import WeightspaceError
 from ..landscape import Curves, Line, Surface
 from ..results import Projection, RunProjection
 from . import interactive, static
+from ._connect import connection_section
 from ._curves import curves_section, recorded_metrics
+from ._endpoints import endpoint_tables
 from ._sections import line_section, spectrum_section
 from ._surface import SurfaceStyle, surface_section
 from .report import Report
@@ -46,6 +49,7 @@ KINDS: dict[type, str] = {
     Line: "line",
     Curves: "curves",
     CurvatureAlong: "spectrum",
+    Connection: "connection",
 }
 EMBEDDING_NAMES = {"phate": "PHATE", "tsne": "t-SNE", "umap": "UMAP"}
 
@@ -91,9 +95,9 @@ def _check_results(results: Any) -> list[tuple[str, Any]]:
         name, result = pair
         if type(result) not in KINDS:
             raise WeightspaceError(
-                f"results[{q}] {name!r}: expected a Projection, Surface, Line, Curves or "
-                f"CurvatureAlong, got {type(result).__name__}; pass a result of one of "
-                "these kinds (ws.load gives them)"
+                f"results[{q}] {name!r}: expected a Projection, Surface, Line, Curves, "
+                f"CurvatureAlong or Connection, got {type(result).__name__}; pass a result of "
+                "one of these kinds (ws.load gives them)"
             )
         pairs.append((name, result))
     return pairs
@@ -190,6 +194,7 @@ def _pca(report: Report, name: str, proj: Projection) -> None:
         ["run", "random-walk test", "path length", "straightness", "PC1 monotonicity"],
         "Per-run checks.",
     )
+    endpoint_tables(report, proj)
 
 
 def _null_spectra(report: Report, runs: Sequence[RunProjection]) -> None:
@@ -244,6 +249,7 @@ def _embeddings(report: Report, embeddings: dict[str, Projection]) -> None:
             ),
             f"Interactive {title} embedding.",
         )
+        endpoint_tables(report, p)
 
 
 def _embedding_title(name: str, proj: Projection, taken: dict[str, Projection]) -> str:
@@ -274,8 +280,9 @@ def build_report(
             :class:`~weightspace.results.Projection` (method ``"pca"``: the PCA sections;
             PHATE, t-SNE, UMAP: one embeddings section), a
             :class:`~weightspace.landscape.Surface`, a :class:`~weightspace.landscape.Line`,
-            :class:`~weightspace.landscape.Curves` (loss and accuracy along runs) or a
-            :class:`~weightspace.curvature.CurvatureAlong` (a spectrum along a run).
+            :class:`~weightspace.landscape.Curves` (loss and accuracy along runs), a
+            :class:`~weightspace.curvature.CurvatureAlong` (a spectrum along a run) or a
+            :class:`~weightspace.between.results.Connection` (between two solutions).
         title: the page title.
         animations: write a GIF (and MP4 with ffmpeg) of the first trajectory on each surface.
         skipped: ``(name, reason)`` of results the caller could not load; listed with those
@@ -350,8 +357,9 @@ def _draw_results(
         Line: lambda n, r: line_section(report, n, r),
         Curves: lambda n, r: curves_section(report, n, r),
         CurvatureAlong: lambda n, r: spectrum_section(report, n, r),
+        Connection: lambda n, r: connection_section(report, n, r, out_dir, summary, style),
     }
-    for kind in (Curves, Surface, Line, CurvatureAlong):
+    for kind in (Curves, Surface, Line, CurvatureAlong, Connection):
         for name, result in pairs:
             if type(result) is kind:
                 _guarded(report, summary, name, lambda n=name, r=result, f=draw[kind]: f(n, r))

@@ -151,3 +151,8 @@ for _codec in (
     Codec("eigenpairs", Eigenpairs, 1, *_plain(Eigenpairs)),
 ):
     register(_codec)
+
+from ..between import _codec as _connection  # noqa: E402  (its parts use the kinds above)
+from ..between.results import Connection  # noqa: E402
+
+register(Codec("connection", Connection, 1, _connection.encode, _connection.decode))

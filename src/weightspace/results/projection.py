@@ -4,7 +4,8 @@ What ``weightspace project`` (and :func:`weightspace.project_runs`) computes: on
 all the runs' snapshots (PCA, PHATE, t-SNE or UMAP), the joint PCA's explained variance, and
 for every run its coordinates, its own PCA against the random-walk null (Antognini &
 Sohl-Dickstein 2018), Lorch's checks on its PC scores, its path metrics (Lipton 2016) and its
-recorded metrics, so that a report can be drawn from the file alone.
+recorded metrics; and the distances between the runs' final points, also after permutation
+alignment when asked; so that a report can be drawn from the file alone.
 """
 
 from __future__ import annotations
@@ -84,9 +85,15 @@ class Projection:
         components: ``(k, n)`` the joint PCA's directions, when kept (large), else None.
         center: ``(n,)`` the joint PCA's centre, when kept, else None.
         entropy: PHATE's von Neumann entropy against diffusion time, else None.
+        endpoint_distances: ``(R, R)`` ``‖θ_r − θ_s‖`` between the runs' final points
+            (Lipton 2016), or None for a single run.
+        aligned_distances: ``(R, R)`` the same after every run's final point was aligned to
+            the reference run's by a permutation of its hidden units (``align=``), or None.
         metadata: every setting (components, centring, solver, distance, seed, ...), the
-            number of parameters, the total variance, and for embeddings their
-            ``trajectory_preservation`` score.
+            number of parameters, the total variance, for embeddings their
+            ``trajectory_preservation`` score, and ``align``: ``None``, or the alignment's
+            method, reference run, seed, group sizes and, per aligned run, its distance to
+            the reference before and after and the units moved.
     """
 
     method: str
@@ -96,6 +103,8 @@ class Projection:
     components: np.ndarray | None = None
     center: np.ndarray | None = None
     entropy: np.ndarray | None = None
+    endpoint_distances: np.ndarray | None = None
+    aligned_distances: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -9,6 +9,7 @@ workflow                    task                                        command
 ==========================  ==========================================  ======================
 :func:`surface_around`      2-D landscape around a run, runs drawn on   ``weightspace surface``
 :func:`line_between`        1-D profile: start to end, run to run       ``weightspace line``
+:func:`connect_runs`        between two solutions: aligned line, curve  ``weightspace connect``
 :func:`curves_of_runs`      loss and accuracy along runs (test data)    ``weightspace curves``
 :func:`project_runs`        joint projection, null test, path metrics   ``weightspace project``
 :func:`spectrum_of_run`     Hessian spectra at snapshots / on a line    ``weightspace spectrum``
@@ -18,7 +19,9 @@ workflow                    task                                        command
 ==========================  ==========================================  ======================
 """
 
+from ._endpoints import EndpointAlignment
 from ._runs import select_indices
+from .connect import connect_runs
 from .curves import curves_of_runs
 from .demo import DemoSummary, run_demo
 from .line import line_between
@@ -30,6 +33,8 @@ from .surface import surface_around
 
 __all__ = [
     "DemoSummary",
+    "EndpointAlignment",
+    "connect_runs",
     "curves_of_runs",
     "find_results",
     "line_between",

@@ -17,6 +17,7 @@ from ..projection.pca import PCA, pca_from_gram
 from ..projection.phate import PHATE
 from ..results import Projection, RunProjection
 from ..trajectory import Trajectory
+from ._endpoints import EndpointAlignment, check_alignment, endpoint_distances
 from ._runs import RunLike, as_runs
 
 __all__ = ["project_runs", "run_projection"]
@@ -117,13 +118,17 @@ def project_runs(
     seed: int = 0,
     keep_components: bool = False,
     options: Mapping[str, Any] | None = None,
+    align: EndpointAlignment | None = None,
     progress: bool = False,
 ) -> Projection:
     """Project runs jointly and test each against the random-walk null.
 
     A joint PCA of all snapshots is computed whatever the method (its spectrum and each
     run's own PCA are what the null test reads); ``method`` chooses the embedding the
-    coordinates come from.
+    coordinates come from. With several runs, the distances between their final points
+    (Lipton 2016) are measured too, and with ``align`` also after permutation alignment
+    (Ainsworth et al. 2023; Entezari et al. 2022), so that "are all pairs equally far
+    apart?" can be asked modulo the permutations of hidden units.
 
     Args:
         runs: run directories or Trajectories (one joint fit; each run once).
@@ -140,6 +145,13 @@ def project_runs(
             ``perplexity``; UMAP ``n_neighbors``. Defaults: ``knn`` 5, ``perplexity`` 30 and
             ``n_neighbors`` 15, lowered to what few snapshots allow (``T - 1``,
             ``(T - 1) / 3``); the values used are in ``metadata["options"]``.
+        align: None (default), or an :class:`EndpointAlignment` (method ``"weights"`` or
+            ``"activations"``, the runs' problem, the reference run, a seed): every run's
+            final point is aligned to the reference's before the aligned distances are
+            measured; the unaligned ones are kept beside them, and the projection itself is
+            never aligned. Distances to the reference never grow under weight matching;
+            distances between two other runs are measured in the reference's unit order
+            and may.
         progress: show progress bars.
 
     Returns:
@@ -154,6 +166,7 @@ def project_runs(
         raise WeightspaceError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     trajs = as_runs(runs)
     check_snapshot_counts(trajs)
+    check_alignment(trajs, align)
     if method == "umap":
         require_umap()
     t_total = sum(len(tr) for tr in trajs)
@@ -177,6 +190,7 @@ def project_runs(
     per_run = tuple(
         run_projection(pca, traj, r, coords[r], progress) for r, traj in enumerate(trajs)
     )
+    distances, aligned, how = endpoint_distances(trajs, align, progress)
     meta.update(
         components=dims,
         pca_components=pca.n_components_,
@@ -187,6 +201,7 @@ def project_runs(
         options=dict(options or {}),
         parameters=pca.n_features_,
         total_variance=pca.total_variance_,
+        align=how,
     )
     return Projection(
         method=method,
@@ -196,5 +211,7 @@ def project_runs(
         components=pca.components_ if keep_components else None,
         center=pca.center_ if keep_components else None,
         entropy=entropy,
+        endpoint_distances=distances,
+        aligned_distances=aligned,
         metadata=meta,
     )

@@ -17,7 +17,8 @@ from .project import project_runs
 
 __all__ = ["find_results", "report"]
 
-DRAWN = ("projection", "curves", "surface", "line", "spectrum")  # the result kinds a report draws
+# the result kinds a report draws
+DRAWN = ("projection", "curves", "surface", "line", "spectrum", "connection")
 
 
 def find_results(directory: str | os.PathLike) -> list[tuple[str, Path]]:

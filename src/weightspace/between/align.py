@@ -3,7 +3,7 @@
 Two independently trained networks differ partly by a permutation of their hidden units;
 aligning B's units to A's before interpolating removes most of the loss barrier between them
 (Entezari et al. 2022). :func:`align` finds one permutation per group of a
-:class:`~weightspace.connect.PermutationSpec`, by weight matching (coordinate descent, each step
+:class:`~weightspace.between.PermutationSpec`, by weight matching (coordinate descent, each step
 a linear assignment maximising ``Σ ⟨W_a, P W_b⟩``) or by activation matching (the correlation
 of unit activations on data), and returns an :class:`Alignment` that permutes B's flat
 parameters and buffers so that B computes the same function, closer to A.
@@ -14,7 +14,7 @@ aligned B's unit ``perm[i]`` is B's unit ``i`` (and aligned unit ``j`` is B's un
 
 Example: B is A with its 8 hidden units shuffled; alignment undoes the shuffle.
     >>> import torch, weightspace as ws
-    >>> from weightspace.connect import align, permutation_spec
+    >>> from weightspace.between import align, permutation_spec
     >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     >>> spec = permutation_spec(model)
     >>> spec.axes["P_0"]
@@ -50,7 +50,8 @@ from ..buffer_layout import BufferLayout
 from ..checks import Seed, as_vector, numpy_rng, one_of, positive_int
 from ..errors import WeightspaceError
 from ..layout import ParamLayout
-from ._spec import PermutationSpec, _derive, permute_units
+from ._derive import _derive
+from ._spec import PermutationSpec, permute_units
 
 __all__ = ["Alignment", "align"]
 
@@ -271,7 +272,7 @@ def align(
 
     Args:
         spec_or_model: a :class:`PermutationSpec`, or the model (its spec is derived by
-            :func:`~weightspace.connect.permutation_spec`, with ``data`` as example input).
+            :func:`~weightspace.between.permutation_spec`, with ``data`` as example input).
         theta_a: A's flat parameters ``(n,)`` (tensor or array).
         theta_b: B's flat parameters ``(n,)``, same layout.
         layout: the parameters' :class:`~weightspace.ParamLayout`.
