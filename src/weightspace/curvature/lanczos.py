@@ -6,6 +6,16 @@ on the operator's device. Eigenpairs come from thick-restart Lanczos (Wu & Simon
 stopping test against the spectral scale, ``‖H x − λ x‖ ≤ tol·max|λ|``: unlike ARPACK's test
 relative to ``|λ|``, it converges on zero eigenvalues (``method="arpack"`` is kept for
 comparison; see ``benchmarks/results/hessian.txt``).
+
+The limit: a Krylov method resolves the end of the spectrum at a rate set by the gap there
+relative to the spread. When many eigenvalues crowd in ``[λ_min, λ_min + tol·max|λ|]`` (the
+smallest end of a Hessian with a cluster of exact zeros, e.g. logistic regression on inputs
+with dead pixels), it needs a Krylov degree of order ``1/√tol``, which a small restarted basis
+does not build: such runs end with ``converged`` False (and a ``not_converged`` note in the
+metadata) unless ``max_basis`` is raised (and ``block_size`` to ``k`` for repeated zeros).
+Operators with at most :data:`DENSE_MAX` rows switch to the dense route (``n`` more products,
+``eigh``) once Lanczos has spent ``n`` products without converging, when the budget leaves
+room for it; ``metadata["eigen_route"]`` says which route answered.
 """
 
 from __future__ import annotations
@@ -23,11 +33,13 @@ from ..errors import WeightspaceError
 from ._krylov import breakdown_threshold, orthogonalize
 from .protocol import apply, check_operator, random_vectors
 
-__all__ = ["Eigenpairs", "default_basis", "top_eigenpairs"]
+__all__ = ["DENSE_MAX", "Eigenpairs", "default_basis", "top_eigenpairs"]
 
 log = logging.getLogger(__name__)
 
 Which = Literal["largest", "smallest", "both"]
+
+DENSE_MAX = 4096  # largest operator formed densely when Lanczos stalls (128 MiB in float64)
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,10 @@ class Eigenpairs:
         scale: the spectral scale ``max|λ|`` seen (the stopping test's reference).
         n_matvecs: operator products used (the final residual check included).
         which, tol, method: the settings.
-        metadata: the operator's metadata (problem, mode, data, dtype, ...).
+        metadata: the operator's metadata (problem, mode, data, dtype, ...), plus
+            ``eigen_route`` (``"lanczos"``, ``"dense"``, ``"lanczos, then dense after N
+            products"`` or ``"arpack"``) and, when a pair is not converged, ``not_converged``
+            (a one-line note: how many, after how many products, what to raise).
     """
 
     eigenvalues: torch.Tensor
@@ -114,8 +129,12 @@ def _thick_restart(
     max_matvecs: int,
     gen: torch.Generator,
     bar: Any,
-) -> tuple[torch.Tensor, torch.Tensor, float, int]:
-    """Thick-restart block Lanczos, full reorthogonalisation; blocks of ``b = V0.shape[1]``."""
+) -> tuple[torch.Tensor, torch.Tensor, float, int, str]:
+    """Thick-restart block Lanczos, full reorthogonalisation; blocks of ``b = V0.shape[1]``.
+
+    Not converged after ``n`` products, an operator of at most :data:`DENSE_MAX` rows is
+    formed densely instead when ``n`` more products fit in ``max_matvecs``.
+    """
     n, b = V0.shape
     kw = 2 * k if which == "both" else k
     V = torch.zeros(m + b, n, dtype=op.dtype, device=op.device)
@@ -142,6 +161,10 @@ def _thick_restart(
         est = (R.T @ S[size - b : size]).norm(dim=0)  # ‖H y − θ y‖ of each Ritz pair
         idx = _wanted(theta, k, which)
         done = bool((est[idx] <= tol * scale).all())
+        if not done and n <= DENSE_MAX and used >= n and used + n <= max_matvecs:
+            log.info("top_eigenpairs: not converged after %d products; dense route", used)
+            theta, Y, scale, extra = _dense(op, k, which, bar)
+            return theta, Y, scale, used + extra, f"lanczos, then dense after {used} products"
         if done or used >= max_matvecs:
             if not done:
                 log.warning(
@@ -152,7 +175,7 @@ def _thick_restart(
                     tol * scale,
                 )
             Y = S[:, idx].T.to(device=op.device, dtype=op.dtype) @ V[:size]
-            return theta[idx], Y, scale, used
+            return theta[idx], Y, scale, used, "lanczos"
         count = min(max(kw + (size - kw) // 2, kw), size - b)
         keep = _keep(theta, which, count)
         Y = S[:, keep].T.to(device=op.device, dtype=op.dtype) @ V[:size]
@@ -179,7 +202,7 @@ def _dense(
 def _arpack(
     op: Any, v0: torch.Tensor, k: int, which: Which, tol: float, m: int, max_matvecs: int, bar
 ) -> tuple[torch.Tensor, torch.Tensor, float, int]:
-    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+    from scipy.sparse.linalg import ArpackError, LinearOperator, eigsh
 
     n = op.shape[0]
     count = [0]
@@ -196,9 +219,10 @@ def _arpack(
     for mode in {"largest": ["LA"], "smallest": ["SA"], "both": ["LA", "SA"]}[which]:
         try:
             w, U = eigsh(lin, k=k, which=mode, tol=tol, ncv=min(m, n), v0=x0, maxiter=max_matvecs)
-        except ArpackNoConvergence as e:
+        except ArpackError as e:  # ArpackNoConvergence included
             raise WeightspaceError(
-                f"method='arpack': {e}; raise max_matvecs or tol, or use method='lanczos'"
+                f"method='arpack': {e} (its test is relative to |λ|: it cannot stop at zero "
+                "eigenvalues); raise max_matvecs or tol, or use method='lanczos'"
             ) from None
         order = np.argsort(-w) if mode == "LA" else np.argsort(w)
         vals.append(w[order])
@@ -242,7 +266,11 @@ def top_eigenpairs(
         max_basis: Lanczos basis size between restarts; default :func:`default_basis`. An
             operator no larger than the basis is formed densely (``n`` products) and solved
             with ``eigh``.
-        max_matvecs: budget of products; default ``30·max_basis``. A warning when reached.
+        max_matvecs: budget of products; default ``30·max_basis``, and for ``"lanczos"`` at
+            least ``2n + max_basis`` when ``n ≤`` :data:`DENSE_MAX` (room for the dense
+            switch). A warning when reached (ARPACK reads it as its ``maxiter``). Lanczos
+            not converged after ``n`` products switches to the dense route (``n`` more
+            products) when ``n ≤ DENSE_MAX`` and the budget allows.
         block_size: vectors per Lanczos block (products per ``matmat``). A Krylov method
             sees an eigenvalue of multiplicity above ``block_size`` once only: raise it when
             extreme eigenvalues may repeat (e.g. ``"smallest"`` at a flat minimum).
@@ -266,7 +294,9 @@ def top_eigenpairs(
         [5.0, 3.0]
     """
     n = check_operator(op)
+    room = max_matvecs is None and method == "lanczos" and n <= DENSE_MAX
     tol, b, m, max_matvecs = _settings(op, n, k, which, tol, max_basis, max_matvecs, block_size)
+    max_matvecs = max(max_matvecs, 2 * n + m) if room else max_matvecs  # for the dense switch
     if method not in ("lanczos", "arpack"):
         raise WeightspaceError(f"method: expected 'lanczos' or 'arpack', got {method!r}")
     gen = as_generator(seed)
@@ -280,11 +310,14 @@ def top_eigenpairs(
     with progress_bar(total=budget, desc="eigenpairs", unit="product", enabled=progress) as bar:
         if dense:
             theta, Y, scale, used = _dense(op, k, which, bar)
+            route = "dense"
         elif method == "lanczos":
-            theta, Y, scale, used = _thick_restart(op, V0, k, which, tol, m, max_matvecs, gen, bar)
+            out = _thick_restart(op, V0, k, which, tol, m, max_matvecs, gen, bar)
+            theta, Y, scale, used, route = out
         else:
             theta, Y, scale, used = _arpack(op, V0[:, 0], k, which, tol, m, max_matvecs, bar)
-    return _result(op, theta, Y, scale, used, which, tol, method)
+            route = "arpack"
+    return _result(op, theta, Y, scale, used, which, tol, method, route)
 
 
 def _settings(
@@ -331,22 +364,31 @@ def _result(
     which: str,
     tol: float,
     method: str,
+    route: str,
 ) -> Eigenpairs:
-    """Unit rows with the sign rule, and explicit residuals (one product per pair)."""
+    """Unit rows with the sign rule, explicit residuals (one product per pair), the route."""
     Y = Y / Y.norm(dim=1, keepdim=True)
     pivot = Y.abs().argmax(dim=1)
     Y = Y * torch.sign(Y.gather(1, pivot.unsqueeze(1)))
     HY = apply(op, Y.T).T
     residuals = (HY - theta.to(Y).unsqueeze(1) * Y).norm(dim=1).to(torch.float64).cpu()
+    converged = residuals <= tol * scale * 1.01 + 10 * torch.finfo(op.dtype).eps * scale
+    metadata = {**getattr(op, "metadata", {}), "eigen_route": route}
+    if not bool(converged.all()):
+        metadata["not_converged"] = (
+            f"{int((~converged).sum())} of {len(theta)} pairs have residuals above "
+            f"tol·scale={tol * scale:.3g} after {used} products; eigenvalues crowded within "
+            "tol·scale of the wanted end need a larger max_basis or max_matvecs"
+        )
     return Eigenpairs(
         eigenvalues=theta.to(torch.float64).cpu(),
         eigenvectors=Y,
         residuals=residuals,
-        converged=residuals <= tol * scale * 1.01 + 10 * torch.finfo(op.dtype).eps * scale,
+        converged=converged,
         scale=scale,
         n_matvecs=used + len(theta),
         which=which,
         tol=float(tol),
         method=method,
-        metadata=dict(getattr(op, "metadata", {})),
+        metadata=metadata,
     )

@@ -158,8 +158,9 @@ def distance_matrix(
     Args:
         x: snapshots (see :func:`gram_matrix`).
         distance: ``"cosine"`` or ``"euclidean"`` between centred PCA scores (the top
-            ``n_pca`` components; what the PHATE reference code computes), or
-            ``"cosine_raw"`` between the raw parameter vectors.
+            ``n_pca`` components), or ``"cosine_raw"`` between the raw parameter vectors.
+            The PHATE reference package computes ``"cosine"`` above 100 snapshots and 100
+            parameters and ``"cosine_raw"`` at or below either (it skips its PCA there).
         n_pca: components kept for ``cosine``/``euclidean``; None keeps all (exact).
 
     Returns:

@@ -1,7 +1,8 @@
 """PHATE (Moon et al., Nature Biotechnology 2019), implemented from the paper.
 
 Steps: pairwise distances (from the Gram matrix; cosine between centred PCA scores by
-default, as Horoi et al. use for trajectories) → α-decaying kNN kernel
+default, as Horoi et al. use for trajectories; the reference package uses the raw vectors' cosine
+at ≤ 100 snapshots or parameters, ``distance="cosine_raw"`` here) → α-decaying kNN kernel
 ``K(x, y) = ½ exp(−(d/ε_k(x))^α) + ½ exp(−(d/ε_k(y))^α)`` with ``ε_k(x)`` the distance from
 ``x`` to its k-th *nearest* other point → diffusion operator ``P = D⁻¹K`` → diffusion time
 ``t`` at the knee of the von Neumann entropy of ``Pᵗ`` → potential ``−log(Pᵗ + ε)`` →
@@ -145,9 +146,12 @@ class PHATE:
         decay: ``α`` of the kernel (reference default 40).
         t: diffusion time, or ``"auto"`` (knee of the von Neumann entropy over
             ``t = 1..100``, :data:`T_MAX`).
-        distance: ``"cosine"`` between centred PCA scores (default; what the reference
-            computes for ``knn_dist="cosine"``), ``"euclidean"`` between them, or
-            ``"cosine_raw"`` between the raw parameter vectors.
+        distance: ``"cosine"`` between centred PCA scores (default), ``"euclidean"``
+            between them, or ``"cosine_raw"`` between the raw parameter vectors. The
+            reference package with ``knn_dist="cosine"`` computes ``"cosine"`` when it has
+            more than ``n_pca`` (100) snapshots and more than 100 parameters, and
+            ``"cosine_raw"`` otherwise (it skips its PCA step there): pick ``"cosine_raw"``
+            to reproduce it on short runs.
         n_pca: PCA components behind ``cosine``/``euclidean`` (None: all, exact).
         mds_max_iter, mds_tol: SMACOF iterations and relative stress tolerance.
         max_points: refuse more snapshots than this (dense ``T × T`` work).
