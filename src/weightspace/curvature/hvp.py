@@ -8,17 +8,23 @@ Products take one route, fixed at construction: forward-over-reverse (``torch.fu
 kept). The operator is pure: the same vector gives the same product (bitwise) on every call
 and in any order of calls. Choosing the route, or splitting a first layer off
 (:class:`~weightspace.curvature.split.SplitHessianOperator`), is a policy that times things:
-it lives in :func:`~weightspace.curvature.plan.plan_hessian`.
+it lives in :func:`~weightspace.curvature.plan.plan_hessian`. Products run with
+``scaled_dot_product_attention`` on its math backend (:mod:`weightspace._attention`), so they
+pass through the attention of transformers; a batch whose linearisation cannot be traced
+(data-dependent control flow, e.g. attention-mask code that reads a tensor's value) takes
+uncached forward products, and the operator's metadata say so in one line.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
 from torch.func import grad, jvp, vmap
 
+from .._attention import ATTENTION, differentiable_attention
 from ..checks import one_of
 from ..errors import WeightspaceError
 from ..layout import NameFilter
@@ -57,7 +63,9 @@ class HessianOperator(Operator):
             (forward-over-reverse; with ``cache`` each batch is linearised once, which costs
             about 15 products on the digits CNN and makes later products 10-35% cheaper;
             see ``benchmarks/results/hessian.txt``). A model without forward-mode AD makes
-            ``"forward"`` products raise :class:`ForwardModeError`.
+            ``"forward"`` products raise :class:`ForwardModeError`; a batch whose
+            linearisation cannot be traced (or is inconsistent) takes uncached forward
+            products instead (:attr:`linearize_note`).
         cache: keep each batch's first pass (graph or linearisation) in memory and reuse it
             for every product; ``False`` recomputes it each time (half the speed).
         vectorize: push the columns of :meth:`matmat` through one ``torch.func.vmap`` of
@@ -80,7 +88,10 @@ class HessianOperator(Operator):
         n_checks: products spent checking each linearisation against a fresh product (3 per
             batch): ``torch.func.linearize`` of some losses is stateful (BCEWithLogitsLoss
             in torch 2.13); such a batch then takes uncached forward products.
-        linearize_failed: whether some batch's linearisation failed that check.
+        linearize_failed: whether some batch's linearisation failed that check or could
+            not be traced (data-dependent control flow, e.g. in attention-mask code).
+        linearize_note: one line saying why, for the first such batch (else ``None``;
+            ``metadata["hvp_note"]`` records it).
         plan: the decision of :func:`~weightspace.curvature.plan_hessian` when it built
             this operator (recorded in :attr:`metadata`), else ``None``.
 
@@ -131,6 +142,7 @@ class HessianOperator(Operator):
         self.vectorize = self.device.type == "cuda" if vectorize is None else bool(vectorize)
         self.n_matvecs = self.n_checks = 0
         self.linearize_failed = False
+        self.linearize_note: str | None = None
         self.plan: dict[str, Any] | None = None
         self._u0 = values_of(objective.layout, self.theta, self.layout.names)
         self._products: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
@@ -155,13 +167,30 @@ class HessianOperator(Operator):
 
     def _forward(self, b: int) -> Callable[[torch.Tensor], torch.Tensor]:
         g = grad(self._loss(b))
-        if self.cache:
-            product = _forward_mode(lambda: checked_linearize(g, self._u0, seed=b))
-            self.n_checks += 3
-            if product is not None:
-                return product
-            self.linearize_failed = True  # this batch: uncached products
-        return lambda x: _forward_mode(lambda: jvp(g, (self._u0,), (x,))[1])
+
+        def uncached(x: torch.Tensor) -> torch.Tensor:
+            return _forward_mode(lambda: jvp(g, (self._u0,), (x,))[1])
+
+        if not self.cache:
+            return uncached
+        try:
+            product = checked_linearize(g, self._u0, seed=b)
+        except Exception as e:  # tracing failed: forward mode itself, or only the trace?
+            uncached(torch.zeros_like(self._u0))  # ForwardModeError when forward mode fails
+            self.n_checks += 1
+            self._linearize_failed(b, f"linearisation failed to trace ({_first_line(e, 160)})")
+            return uncached
+        self.n_checks += 3
+        if product is not None:
+            return product
+        self._linearize_failed(b, "linearisation inconsistent (stateful loss)")
+        return uncached
+
+    def _linearize_failed(self, b: int, why: str) -> None:
+        """Batch ``b`` takes uncached forward products; the first reason is kept."""
+        if self.linearize_note is None:
+            self.linearize_note = f"{why} at batch {b}"
+        self.linearize_failed = True
 
     def _double_backward(self, b: int) -> Callable[[torch.Tensor], torch.Tensor]:
         u = self._u0.detach().clone().requires_grad_(True)
@@ -184,14 +213,14 @@ class HessianOperator(Operator):
                 f"b: expected a batch index in 0..{self.objective.n_batches - 1}, got {b!r}"
             )
         v = check_vectors(v, self.shape[0], 1, "v", dtype=self.dtype, device=self.device)
-        with torch.enable_grad():
+        with torch.enable_grad(), differentiable_attention():
             return self._product(b)(v).detach()
 
     # ------------------------------------------------------------------ products
     def _vmapped(self, V: torch.Tensor) -> torch.Tensor:
         """``H V`` through one ``vmap`` of forward-over-reverse per batch (uncached:
         ``torch.func.linearize``'s graph does not always batch)."""
-        with torch.enable_grad():
+        with torch.enable_grad(), differentiable_attention():
             out = None
             for b in range(self.objective.n_batches):
                 g = grad(self._loss(b))
@@ -204,7 +233,7 @@ class HessianOperator(Operator):
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """``H v`` for ``v: (m,)``; returns ``(m,)`` in the operator's dtype and device."""
         v = check_vectors(v, self.shape[0], 1, "v", dtype=self.dtype, device=self.device)
-        with torch.enable_grad():
+        with torch.enable_grad(), differentiable_attention():
             out = None
             for b in range(self.objective.n_batches):
                 hv = self._product(b)(v)
@@ -257,8 +286,11 @@ class HessianOperator(Operator):
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """What a result computed with this operator records about it."""
-        return {
+        """What a result computed with this operator records about it: the objective's
+        metadata, the route and its settings, ``attention`` (how scaled-dot-product
+        attention ran in the products) and, when some batch left the linearised route,
+        ``hvp_note`` (one line: why)."""
+        meta = {
             **self.objective.metadata,
             "operator": "hessian",
             "n": self.shape[0],
@@ -267,10 +299,15 @@ class HessianOperator(Operator):
             "hvp_cache": self.cache,
             "include": None if self.include is None else str(self.include),
             "hvp_split": None,
+            "attention": ATTENTION,
             "parameters": list(self.layout.names),
             "loss_at_theta": self.loss,
-            **({"hvp_plan": self.plan} if self.plan is not None else {}),
         }
+        if self.linearize_note:
+            meta["hvp_note"] = f"{self.linearize_note}: uncached forward products"
+        if self.plan is not None:
+            meta["hvp_plan"] = self.plan
+        return meta
 
     def __repr__(self) -> str:
         return (
@@ -296,8 +333,18 @@ def _forward_mode(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except (RuntimeError, NotImplementedError) as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        reason = _first_line(e)
         raise ForwardModeError(
             f"method='forward': forward-mode AD failed on this model ({reason}); use "
             "method='double-backward', or plan_hessian, which falls back to it by itself"
         ) from e
+
+
+def _first_line(e: BaseException, limit: int | None = None) -> str:
+    """The first line of an error's message (its type's name when empty); with ``limit``,
+    its first sentence, at most ``limit`` characters."""
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    if limit is None:
+        return line
+    line = re.split(r"(?<=[.!?])\s", line, maxsplit=1)[0]
+    return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."

@@ -6,7 +6,9 @@ The operators are pure; the choices that depend on cost live here, in
 - Route: with the gradient graph kept, double backward costs little to set up; a linearised
   forward-over-reverse product costs about 15 products to trace on the digits CNN and is then
   10-35% cheaper. So plans of at least :data:`LINEARIZE_AFTER` products take the forward
-  route. Models without forward-mode AD fall back to double backward (a note says so).
+  route. Models without forward-mode AD fall back to double backward (a note says so), and
+  so do models whose linearisation cannot be traced (data-dependent control flow, as in the
+  attention-mask code of transformers) or is inconsistent.
 - Split (:class:`~weightspace.curvature.split.SplitHessianOperator`): the first layer's
   columns cost one product each; when the plan is long enough, one product is timed each
   way on the first batch and the split is taken when it is expected to save at least 10% of
@@ -65,7 +67,8 @@ def plan_hessian(
             :data:`LINEARIZE_AFTER` products (a given block's columns counted) or without
             ``cache``, else double backward; or a route. A forward route that fails on the
             model (no forward-mode AD rule) falls back to double backward, and so does
-            ``"auto"`` when the model's linearisation is inconsistent (stateful losses).
+            ``"auto"`` when the model's linearisation cannot be traced (data-dependent
+            control flow) or is inconsistent (stateful losses); ``plan["note"]`` says why.
         split: ``"auto"``: the first module of the forward pass, when the products pay for
             its columns at the measured cost of one product each way (forward route, at
             least :data:`LINEARIZE_AFTER` products and twice the columns, the columns within
@@ -140,7 +143,7 @@ def _usable_forward(op: HessianOperator, method: str, plan: dict[str, Any]) -> H
         plan["planning_products"] += 1
         if not (op.linearize_failed and method == "auto"):
             return op
-        note = "linearisation inconsistent (stateful loss): the kept graph is faster"
+        note = f"{op.linearize_note}: using double backward, the kept graph is faster"
     log.warning("hessian plan: %s", note)
     plan.update(route="double-backward", note=note)
     return op.with_method("double-backward")

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch.func import grad
 
+from .._attention import differentiable_attention
 from .._progress import progress_bar
 from ..errors import WeightspaceError
 from ..layout import NameFilter, ParamLayout
@@ -127,7 +128,7 @@ class SplitHessianOperator(Operator):
             bar = progress_bar(
                 total=b * n_batches, desc="hessian columns", unit="product", enabled=self.progress
             )
-            with bar, torch.enable_grad():
+            with bar, torch.enable_grad(), differentiable_attention():
                 for batch in range(n_batches):
                     column = self._column_product(batch)
                     e = torch.zeros(b, dtype=self.dtype, device=self.device)
@@ -167,7 +168,7 @@ class SplitHessianOperator(Operator):
         ub = values_of(op.objective.layout, op.theta, self.block)
         try:
             product = checked_linearize(gradient, ub, seed=batch)
-        except (RuntimeError, NotImplementedError) as e:  # no forward-mode rule somewhere
+        except (RuntimeError, NotImplementedError) as e:  # no forward-mode rule, or no trace
             log.warning("linearised Hessian columns unavailable (%s); using full products", e)
             return full
         self._column_checks += 3

@@ -329,8 +329,9 @@ def build_engine(
         except Exception as e:  # a backend without a compiler: fall back, say why
             if not use:
                 raise
-            logger.warning("torch.compile failed (%s); evaluating eagerly", e)
-            why, use = f"torch.compile failed: {type(e).__name__}: {e}"[:200], False
+            first = (str(e).strip().splitlines() or [""])[0]  # one line for the metadata
+            logger.warning("torch.compile failed (%s); evaluating eagerly", first)
+            why, use = f"torch.compile failed: {type(e).__name__}: {first}"[:200], False
             engine = PointEngine(objective, dtype, **options)
             out = engine(probes, probe_states)
         seconds = time.perf_counter() - t0 if use and fresh else 0.0
