@@ -175,6 +175,9 @@ def test_demo_stages_are_the_workflows(tmp_path, capsys):
         assert section in page, section
     assert "training loss (minibatch)" in page or "Loss and accuracy each run recorded" in page
     assert "Accuracy on the same grid" in page
+    for what in ("Trajectories by PCA", "Loss landscape on the PCA plane", "Curvature along adam"):
+        assert f"Transformer (text-gpt): {what}" in page, what  # the transformer's sections
+    assert len(ws.Trajectory.load(out / "text-gpt" / "adam")) == 7  # 30 steps, every 5
     kinds = sorted(json.loads(f.read_text())["kind"] for f in (out / "artifacts").glob("*.json"))
     assert kinds == [
         "curves", "line", "projection", "projection", "projection", "spectrum", "surface"

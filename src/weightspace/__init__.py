@@ -22,6 +22,7 @@ from .errors import CorruptRunError, LayoutMismatchError, WeightspaceError
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports
     from . import buffers, optimizers, zoo
+    from ._threads import ThreadChoice, set_threads
     from .between import Connection, align, connect
     from .buffer_layout import BufferLayout
     from .checkpoints import import_checkpoints
@@ -65,7 +66,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     )
     from .layout import ParamLayout
     from .objective import Evaluation, Objective
-    from .problems import Problem
+    from .problems import Problem, load_problem
     from .projection import PCA, PHATE, TSNE, UMAP, compare_to_random_walk, random_walk_null
     from .record import Recorder
     from .results import Projection, RunProjection, load, save
@@ -117,6 +118,7 @@ __all__ = [
     "SpectralDensity",
     "SplitHessianOperator",
     "Surface",
+    "ThreadChoice",
     "TraceEstimate",
     "Trajectory",
     "WeightspaceError",
@@ -142,6 +144,7 @@ __all__ = [
     "line_between",
     "load",
     "load_directions",
+    "load_problem",
     "loss_topology",
     "normalize_direction",
     "optimizers",
@@ -156,6 +159,7 @@ __all__ = [
     "run_demo",
     "sample_around",
     "save",
+    "set_threads",
     "spectral_density",
     "spectrum_of_run",
     "sublevel_persistence",
@@ -212,10 +216,11 @@ _LAZY: dict[str, tuple[str, ...]] = {
     ),
     ".layout": ("ParamLayout",),
     ".objective": ("Evaluation", "Objective"),
-    ".problems": ("Problem",),
+    ".problems": ("Problem", "load_problem"),
     ".projection": ("PCA", "PHATE", "TSNE", "UMAP", "compare_to_random_walk", "random_walk_null"),
     ".record": ("Recorder",),
     ".results": ("Projection", "RunProjection", "load", "save"),
+    "._threads": ("ThreadChoice", "set_threads"),
     ".sampling": ("JumpSamples", "jump_and_retrain"),
     ".topology": ("LossTopology", "knn_graph", "loss_topology", "sublevel_persistence"),
     ".trajectory": ("Trajectory",),

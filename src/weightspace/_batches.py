@@ -180,9 +180,29 @@ def weighted_mean(losses: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, 
     return values, stderr
 
 
-def mean_over_batch(loss: torch.Tensor, inputs: Any, targets: Any, reduction: str) -> torch.Tensor:
-    """A batch's mean loss from what the loss function returned (its ``reduction``)."""
-    return loss / count(inputs, targets) if reduction == "sum" else loss
+def mean_over_batch(loss: torch.Tensor, inputs: Any, targets: Any, problem: Any) -> torch.Tensor:
+    """A batch's mean loss from what ``problem.loss_fn`` returned (``problem.reduction``): a
+    sum is divided by ``problem.count_fn(inputs, targets)`` (samples, or target tokens)."""
+    if problem.reduction == "sum":
+        return loss / problem.count_fn(inputs, targets)
+    return loss
+
+
+def logits_of(out: Any) -> Any:
+    """The logits in a model's output: a tensor as it is, ``out.logits`` / ``out["logits"]``
+    (a Hugging Face ``ModelOutput`` or a dict), or the first element of a tuple."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, Mapping) and "logits" in out:
+        return out["logits"]
+    if hasattr(out, "logits"):
+        return out.logits
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise WeightspaceError(
+        f"model: expected outputs with logits (a tensor or a ModelOutput), got "
+        f"{type(out).__name__}; return the logits from forward"
+    )
 
 
 def is_classification(targets: Any) -> bool:

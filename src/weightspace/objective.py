@@ -28,8 +28,8 @@ from ._batches import (
     WithLoss,
     as_batches,
     call_model,
-    count,
     is_classification,
+    logits_of,
     map_tensors,
     mean_over_batch,
     weighted_mean,
@@ -133,7 +133,7 @@ class Objective:
             )
             for x, y in raw
         ]
-        sizes = [count(x, y) for x, y in self._raw]
+        sizes = [int(problem.count_fn(x, y)) for x, y in self._raw]  # samples, or tokens
         self.batch_sizes = tuple(sizes)
         self.n_samples = int(sum(sizes))
         self.batch_weights = torch.tensor(sizes, dtype=torch.float64) / self.n_samples
@@ -292,7 +292,7 @@ class Objective:
             out, loss = functional_call(
                 self._module, self._params(theta, buffers), (inputs, targets)
             )
-        return out, mean_over_batch(loss, inputs, targets, self.problem.reduction)
+        return out, mean_over_batch(loss, inputs, targets, self.problem)
 
     def batch(self, b: int, dtype: torch.dtype) -> Batch:
         """Batch ``b`` staged on the device in ``dtype``."""
@@ -322,7 +322,7 @@ class Objective:
                 out, loss = self.forward_loss(theta, inputs, targets)
                 losses.append(loss.reshape(()).to(torch.float64))
                 if self._classification:
-                    correct.append((out.argmax(-1) == targets).sum().to(torch.float64))
+                    correct.append((logits_of(out).argmax(-1) == targets).sum().double())
             per_batch = torch.stack(losses).cpu().numpy()
             acc = float(torch.stack(correct).sum()) / self.n_samples if correct else None
         mean, stderr = weighted_mean(per_batch[None], self.batch_weights.numpy())
@@ -338,7 +338,7 @@ class Objective:
                 batches = self._staged(self.theta0.dtype)  # data cast as at theta0
                 for (inputs, targets), w in zip(batches, self.batch_weights.tolist()):
                     loss = self.loss_fn(call_model(self.model, inputs), targets)
-                    loss = mean_over_batch(loss, inputs, targets, self.problem.reduction)
+                    loss = mean_over_batch(loss, inputs, targets, self.problem)
                     total += w * float(loss)
         finally:
             with torch.no_grad():

@@ -11,14 +11,35 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from ._batches import count
 from .checks import check_seed
 from .errors import WeightspaceError, first_line
 
-__all__ = ["Problem", "load_problem"]
+if TYPE_CHECKING:  # at run time, __getattr__ imports them on first use
+    from .families import causal_lm, image_classification, masked_lm, sequence_classification
+
+__all__ = [
+    "Problem",
+    "causal_lm",
+    "image_classification",
+    "load_problem",
+    "masked_lm",
+    "sequence_classification",
+]
+_FAMILIES = ("causal_lm", "image_classification", "masked_lm", "sequence_classification")
+
+
+def __getattr__(name: str) -> Any:
+    """The model families' problems (:mod:`weightspace.families`), imported on first use."""
+    if name in _FAMILIES:
+        from . import families
+
+        return getattr(families, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -38,6 +59,12 @@ class Problem:
         test_data: optional held-out data in the same form.
         name: a label for captions and metadata.
         reduction: how ``loss_fn`` reduces over a batch.
+        info: facts about the problem (its family, its weighting, its source).
+        count_fn: ``count_fn(inputs, targets) -> int``, what a batch's mean loss averages
+            over: the batch's weight in the mean over the data (and the divisor of a
+            ``reduction="sum"`` loss). Default: the number of samples (the leading size of
+            the targets). Language models count non-ignored target tokens
+            (:func:`weightspace.problems.causal_lm`).
     """
 
     model: torch.nn.Module
@@ -47,6 +74,7 @@ class Problem:
     name: str = "problem"
     reduction: Literal["mean", "sum"] = "mean"
     info: dict[str, Any] = field(default_factory=dict)
+    count_fn: Callable[[Any, Any], int] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, torch.nn.Module):
@@ -57,6 +85,13 @@ class Problem:
             raise WeightspaceError(
                 f"Problem.loss_fn: expected a callable loss_fn(outputs, targets), got "
                 f"{type(self.loss_fn).__name__}"
+            )
+        if self.count_fn is None:
+            self.count_fn = count
+        if not callable(self.count_fn):
+            raise WeightspaceError(
+                f"Problem.count_fn: expected a callable count_fn(inputs, targets) -> int, got "
+                f"{type(self.count_fn).__name__}"
             )
         if self.reduction not in ("mean", "sum"):
             raise WeightspaceError(
@@ -112,14 +147,29 @@ def _factory(spec: str) -> Callable[..., object]:
     return fn
 
 
-def load_problem(spec: str, *, seed: int | None = None) -> Problem:
+def load_problem(
+    spec: str,
+    *,
+    seed: int | None = None,
+    data: str | Path | None = None,
+    seq_len: int = 128,
+    batch_size: int | None = None,
+) -> Problem:
     """Build a :class:`Problem` from a spec.
 
     Args:
         spec: an embedded name (see :func:`weightspace.zoo.names`), ``module:function`` or
-            ``path/to/file.py:function``; the function returns a Problem.
+            ``path/to/file.py:function`` (the function returns a Problem), or a Hugging Face
+            model folder written by ``save_pretrained``: ``hf-causal-lm:DIR``,
+            ``hf-masked-lm:DIR`` or ``hf-sequence-classification:DIR`` (with ``data``; see
+            :func:`weightspace.families.load_hf_problem`).
         seed: initialisation seed. Passed as ``seed=`` when the function accepts it;
-            otherwise the function runs under a forked global RNG seeded with it.
+            otherwise the function runs under a forked global RNG seeded with it. For
+            ``hf-masked-lm``, the seed of the masking.
+        data: the data file of an ``hf-*`` spec (``.txt``, ``.jsonl`` or ``.npy``); only
+            those specs take one.
+        seq_len: tokens per sequence of an ``hf-*`` spec's data (default 128).
+        batch_size: sequences per batch of an ``hf-*`` spec's data (default: one batch).
 
     Raises:
         WeightspaceError: unknown name, import failure, or a function that does not
@@ -129,6 +179,21 @@ def load_problem(spec: str, *, seed: int | None = None) -> Problem:
 
     if seed is not None:
         check_seed(seed, "seed")
+    if spec.startswith("hf-"):
+        from .families import load_hf_problem
+
+        if data is None:
+            raise WeightspaceError(
+                f"data: {spec!r} needs a data file (data=path/to/text.txt, .jsonl or .npy)"
+            )
+        return load_hf_problem(
+            spec, data, seq_len=seq_len, batch_size=batch_size, seed=0 if seed is None else seed
+        )
+    if data is not None:
+        raise WeightspaceError(
+            f"data: a data file is read only by hf-* specs, not {spec!r}; the problem's "
+            "function provides its data"
+        )
     if spec in zoo.PROBLEMS:
         return zoo.problem(spec, seed=0 if seed is None else seed)
     target = spec.rpartition(":")[0]

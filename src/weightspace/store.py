@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ._threads import recorded_threads
 from ._version import __version__
 from .buffer_layout import BufferLayout
 from .errors import CorruptRunError, WeightspaceError
@@ -274,7 +275,7 @@ def make_run_header(
         "weightspace_version": __version__,
         "layout": layout.to_dict(),
         "buffers": buffers.to_dict(),
-        "recorder": {"every": int(every), "dtype": dtype},
+        "recorder": {"every": int(every), "dtype": dtype, **recorded_threads()},
         "metadata": normalize_metadata(metadata or {}),
     }
 

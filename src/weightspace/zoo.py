@@ -1,9 +1,10 @@
 """Embedded problems: data shipped with installed packages, and small models.
 
-Nothing is downloaded: scikit-learn's digits (8×8 images, inside scikit-learn) and MNIST-1D
-(generated offline by the ``mnist1d`` package from a fixed seed). Each data set has a fixed
-train/test split. The models are small enough to train, project and take Hessians of on a
-laptop CPU in seconds, and are importable by tests and users.
+Nothing is downloaded: scikit-learn's digits (8×8 images, inside scikit-learn), MNIST-1D
+(generated offline by the ``mnist1d`` package from a fixed seed) and byte windows of the
+standard library's own source text (for the small transformer, :mod:`._textgpt`). Each data
+set has a fixed train/test split. The models are small enough to train, project and take
+Hessians of on a laptop CPU in seconds, and are importable by tests and users.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._textgpt import TextGPT, next_byte_loss, text_windows
 from .checks import check_seed
 from .errors import WeightspaceError
 from .problems import Problem
 
-__all__ = ["MLP", "DigitsCNN", "digits", "mnist1d", "names", "problem"]
+__all__ = ["MLP", "DigitsCNN", "TextGPT", "digits", "mnist1d", "names", "problem", "text"]
 
 SPLIT_SEED = 0
 
@@ -81,6 +83,20 @@ def mnist1d(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     if split == "all":
         return torch.from_numpy(np.concatenate([x, xt])), torch.from_numpy(np.concatenate([y, yt]))
     raise WeightspaceError(f"split: expected 'train', 'test' or 'all', got {split!r}")
+
+
+def text(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-byte windows of standard-library source text (``textwrap.py``, ``shlex.py``,
+    ``fnmatch.py``, ``colorsys.py``, read from the installation): 256 train / 64 test windows
+    of 32 bytes, split by position with one window between them.
+
+    Args:
+        split: ``"train"``, ``"test"`` or ``"all"``.
+
+    Returns:
+        ``X: (N, 32)`` int64 bytes, ``y: (N, 32)`` int64: each position's next byte.
+    """
+    return text_windows(split)
 
 
 # ---------------------------------------------------------------------------- models
@@ -166,6 +182,13 @@ def _mnist1d_mlp(seed: int) -> Problem:
     )
 
 
+def _text_gpt(seed: int) -> Problem:
+    torch.manual_seed(seed)
+    return Problem(
+        TextGPT(), next_byte_loss, text("train"), test_data=text("test"), name="text-gpt"
+    )
+
+
 PROBLEMS: dict[str, tuple[Callable[[int], Problem], str]] = {
     "digits-mlp": (_digits_mlp, "MLP 64-40-10 on sklearn digits (3,010 params)"),
     "digits-cnn": (_digits_cnn, "small CNN on 8x8 sklearn digits (38,282 params)"),
@@ -174,6 +197,11 @@ PROBLEMS: dict[str, tuple[Callable[[int], Problem], str]] = {
         "the digits CNN with BatchNorm (38,378 params)",
     ),
     "mnist1d-mlp": (_mnist1d_mlp, "MLP 40-100-100-10 on MNIST-1D (15,210 params)"),
+    "text-gpt": (
+        _text_gpt,
+        "byte-level transformer LM (2 attention blocks, width 32, context 32) on "
+        "standard-library source text; loss: mean next-byte cross-entropy (42,880 params)",
+    ),
 }
 
 
@@ -187,7 +215,7 @@ def problem(name: str, *, seed: int = 0) -> Problem:
 
     Args:
         name: one of :func:`names` (``"digits-mlp"``, ``"digits-cnn"``, ``"digits-cnn-bn"``,
-            ``"mnist1d-mlp"``).
+            ``"mnist1d-mlp"``, ``"text-gpt"``).
         seed: initialisation seed of the model (the global RNG is restored afterwards).
 
     Example:

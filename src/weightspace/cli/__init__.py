@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._threads import threads_for_command
 from .._version import __version__
 from ..errors import WeightspaceError, describe_os_error
 
@@ -85,6 +86,13 @@ def common_options(p: argparse.ArgumentParser) -> None:
         "--no-progress",
         action="store_true",
         help="no progress (bars on a terminal, a line every 30 s otherwise)",
+    )
+    p.add_argument(
+        "--threads",
+        metavar="N",
+        help="torch intra-op threads: a count, 0 for torch's defaults, or auto (default: "
+        "$WEIGHTSPACE_THREADS, else $OMP_NUM_THREADS, else chosen from the CPUs this process "
+        "may use and the load, with OpenMP told not to spin; recorded in the metadata)",
     )
 
 
@@ -147,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        out: Output = args.func(args)
+        with threads_for_command(getattr(args, "threads", None)):  # before torch starts
+            out: Output = args.func(args)
     except (WeightspaceError, OSError) as e:
         if args.verbose:
             raise

@@ -2,8 +2,8 @@
 the library's arguments.
 
 * ``--problem SPEC`` (+ ``--init-seed``): the model, loss and data;
-* the objective: ``--data train|test``, ``--batch-size``, ``--mode eval|train``, ``--dtype``
-  (the compute dtype, in every command), ``--device``;
+* the objective: ``--data train|test|FILE`` (+ ``--seq-len`` for a file), ``--batch-size``,
+  ``--mode eval|train``, ``--dtype`` (the compute dtype, in every command), ``--device``;
 * the engine: ``--compile``, ``--precision``, ``--channels-last``, ``--points-per-pass``;
 * points of runs: ``RUN`` or ``RUN:STEP`` wherever a run's snapshot is meant, and ``--at
   final|all|every:K|STEP[,STEP...]`` wherever several are;
@@ -85,8 +85,10 @@ def add_problem(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument(
         "--problem",
         required=required,
-        help="embedded name (digits-mlp, digits-cnn, digits-cnn-bn, mnist1d-mlp), "
-        "module:function or path/to/file.py:function returning a weightspace.Problem",
+        help="embedded name (digits-mlp, digits-cnn, digits-cnn-bn, mnist1d-mlp, text-gpt), "
+        "module:function or path/to/file.py:function returning a weightspace.Problem, or a "
+        "save_pretrained folder with --data FILE: hf-causal-lm:DIR, hf-masked-lm:DIR, "
+        "hf-sequence-classification:DIR",
     )
     p.add_argument("--init-seed", type=seed, default=0, help="seed of the model's initialisation")
 
@@ -94,7 +96,19 @@ def add_problem(p: argparse.ArgumentParser, *, required: bool = True) -> None:
 def add_objective(p: argparse.ArgumentParser) -> None:
     add_problem(p)
     g = p.add_argument_group("objective")
-    g.add_argument("--data", choices=("train", "test"), default="train", help="evaluation data")
+    g.add_argument(
+        "--data",
+        default="train",
+        metavar="train|test|FILE",
+        help="evaluation data: the problem's train or test split, or, with --problem hf-*:DIR, "
+        "a file: text.txt, data.jsonl (text, label) or tokens.npy (default train)",
+    )
+    g.add_argument(
+        "--seq-len",
+        type=positive_int,
+        default=128,
+        help="tokens per sequence of a --data file (default 128)",
+    )
     g.add_argument("--batch-size", type=positive_int, help="evaluation batch size (memory)")
     g.add_argument("--mode", choices=("eval", "train"), default="eval", help="model mode")
     g.add_argument(
@@ -194,7 +208,13 @@ def objective(args: argparse.Namespace):
         raise WeightspaceError(f"device: {args.device!r} asked for, but CUDA is not available")
     parallel.init_from_env(device)
     args.device_used = str(device)  # said in the command's output
-    problem = load_problem(args.problem, seed=args.init_seed)
+    split = args.data in ("train", "test")
+    problem = load_problem(
+        args.problem,
+        seed=args.init_seed,
+        data=None if split else args.data,
+        seq_len=getattr(args, "seq_len", 128),
+    )
     problem.model.to(device)
     data = None
     if args.data == "test":

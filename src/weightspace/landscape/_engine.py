@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .._batches import weighted_mean
+from .._batches import logits_of, weighted_mean
 from ..errors import WeightspaceError
 from ..objective import Objective
 
@@ -186,7 +186,7 @@ class PointEngine:
         loss = loss.reshape(()).to(torch.float64)
         if not self.classification:
             return loss.reshape(1)
-        correct = (out.argmax(-1) == targets).sum().to(torch.float64)
+        correct = (logits_of(out).argmax(-1) == targets).sum().to(torch.float64)
         return torch.stack([loss, correct])
 
     def __call__(self, thetas: torch.Tensor, states: torch.Tensor | None = None) -> torch.Tensor:

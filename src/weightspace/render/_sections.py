@@ -57,6 +57,20 @@ def point_words(point: Any) -> str:
     return f"{name} (step {point['step']})" if "step" in point else name
 
 
+def titled(meta: dict[str, Any], heading: str) -> str:
+    """``heading`` after the result's subject, when its metadata names one
+    (``metadata["subject"]``, e.g. ``"Transformer (text-gpt)"``): several models on one page."""
+    subject = meta.get("subject")
+    return f"{subject}: {heading}" if subject else heading
+
+
+def pca_title(name: str, meta: dict[str, Any]) -> str:
+    """A joint PCA's section title: its result name unless it is ``pca``, or its subject."""
+    if meta.get("subject"):
+        return titled(meta, "Trajectories by PCA")
+    return "Trajectories: PCA" if name == "pca" else f"Trajectories: PCA ({name})"
+
+
 def line_title(meta: dict[str, Any]) -> str:
     """A line's section title in words, from its metadata."""
     ends = meta.get("points", {})
@@ -82,7 +96,7 @@ def spectrum_title(meta: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- line
 def line_section(report: Report, name: str, line: Line) -> None:
     """The loss along a line, its barrier and whether it decreases monotonically."""
-    report.add_section(line_title(line.metadata), f"Result {name}.")
+    report.add_section(titled(line.metadata, line_title(line.metadata)), f"Result {name}.")
     n_finite = int(np.isfinite(np.asarray(line.values, dtype=np.float64)).sum())
     if n_finite < MIN_FINITE_POINTS:
         report.add_note(diverged_note(n_finite, len(line.values), "line"))
@@ -115,7 +129,7 @@ def line_section(report: Report, name: str, line: Line) -> None:
 # ---------------------------------------------------------------------------- spectrum
 def spectrum_section(report: Report, name: str, spec: CurvatureAlong) -> None:
     """Top eigenvalues (and trace) along the run; density heat map and last density."""
-    report.add_section(spectrum_title(spec.metadata), f"Result {name}.")
+    report.add_section(titled(spec.metadata, spectrum_title(spec.metadata)), f"Result {name}.")
     meta = spec.metadata
     pos, axis = np.asarray(spec.positions), spec.axis
     objective = describe_objective(meta)

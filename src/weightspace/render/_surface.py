@@ -15,7 +15,7 @@ from ..checks import positive_int
 from ..errors import WeightspaceError
 from ..landscape import Surface
 from . import animate, export, interactive, static
-from ._sections import MIN_FINITE_POINTS, describe_objective, diverged_note, file_stem
+from ._sections import MIN_FINITE_POINTS, describe_objective, diverged_note, file_stem, titled
 from .report import Report
 
 # ---------------------------------------------------------------------------- surface
@@ -84,7 +84,8 @@ def surface_section(
     an animation, all drawn with one :class:`SurfaceStyle`."""
     style = style or SurfaceStyle()
     md = surf.metadata
-    report.add_section(f"Loss landscape on {plane_words(surf)}", f"Result {name}.")
+    heading = titled(md, f"Loss landscape on {plane_words(surf)}")
+    report.add_section(heading, f"Result {name}.")
     trajs = list(surf.trajectories)
     d = md.get("directions", {})
     how = (

@@ -35,7 +35,7 @@ from . import interactive, static
 from ._connect import connection_section
 from ._curves import curves_section, recorded_metrics
 from ._endpoints import endpoint_tables
-from ._sections import line_section, spectrum_section
+from ._sections import line_section, pca_title, spectrum_section
 from ._surface import SurfaceStyle, surface_section
 from .report import Report
 
@@ -153,8 +153,7 @@ def _pca(report: Report, name: str, proj: Projection) -> None:
     the per-run checks of one joint PCA (Lorch 2016)."""
     runs, meta = proj.runs, proj.metadata
     labels, coords = proj.labels, proj.coords
-    heading = "Trajectories: PCA" if name == "pca" else f"Trajectories: PCA ({name})"
-    report.add_section(heading, "One PCA of all runs' snapshots (Lorch 2016).")
+    report.add_section(pca_title(name, meta), "One PCA of all runs' snapshots (Lorch 2016).")
     how = (
         f"{meta.get('solver')} PCA of {sum(len(r.steps) for r in runs)} snapshots × "
         f"{meta.get('parameters', 0):,} parameters, centring '{meta.get('centering')}'"

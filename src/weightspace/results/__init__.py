@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .._threads import recorded_threads
 from .._version import __version__
 from ..errors import CorruptRunError, WeightspaceError
 from ..outputs import check_result_target
@@ -108,7 +109,7 @@ def save(result: Any, path: str | os.PathLike, *, overwrite: bool = True) -> Pat
         "format_version": codec.version,
         "weightspace_version": __version__,
         "fields": jsonable(fields),
-        "metadata": jsonable(getattr(result, "metadata", None) or {}),
+        "metadata": jsonable({**recorded_threads(), **(getattr(result, "metadata", None) or {})}),
     }
     side.unlink(missing_ok=True)  # an old sidecar must not vouch for a new, partial .npz
     with atomic_path(npz) as tmp, open(tmp, "wb") as f:

@@ -4,12 +4,15 @@ Records SGD at momentum 0.5, 0.9 and 0.99 and Adam from one initialisation (Lorc
 more SGD runs from the same initialisation with different data orders (Lipton 2016); projects
 them jointly by PCA (with the random-walk null), PHATE and t-SNE; evaluates the loss on the PCA
 plane with every trajectory on it; interpolates between the two same-initialisation solutions;
-computes Hessian spectra along one run; and writes the report. Each stage is the workflow its
-``weightspace`` command calls.
+computes Hessian spectra along one run. Next to it, the embedded transformer (``text-gpt``, a
+byte-level language model) trains with Adam, and its trajectory, a loss surface around it and its
+top Hessian eigenvalues form the report's transformer sections. Then the report. Each stage is the
+workflow its ``weightspace`` command calls.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -31,7 +34,7 @@ from .report import report
 from .spectrum import spectrum_of_run
 from .surface import surface_around
 
-__all__ = ["DemoRun", "DemoSummary", "Settings", "run_demo"]
+__all__ = ["DemoRun", "DemoSummary", "Settings", "TextSettings", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,26 @@ FULL = Settings(
     problem="digits-cnn", steps=600, every=10, grid=25, line_points=41, spectrum_every=30,
     probes=3, lanczos_steps=30,
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """The transformer part: one Adam run of ``steps`` steps recorded every ``every``, a
+    ``grid``×``grid`` PCA-plane surface, ``top_k`` Hessian eigenvalues at the snapshots ``at``,
+    both of the mean loss over the first ``windows`` training windows (None: all 256)."""
+
+    steps: int
+    every: int
+    grid: int
+    at: str
+    top_k: int
+    windows: int | None = None
+
+
+TEXT_PROBLEM = "text-gpt"
+TEXT_SUBJECT = "Transformer (text-gpt)"  # the words before each of its report sections
+TEXT_QUICK = TextSettings(steps=30, every=5, grid=5, at="final", top_k=2, windows=64)
+TEXT_FULL = TextSettings(steps=150, every=10, grid=11, at="every:15", top_k=2, windows=128)
 
 
 @dataclass(frozen=True)
@@ -169,6 +192,45 @@ def _stages(
     return stages
 
 
+def _text_stages(cfg: TextSettings, init_seed: int, run: Path, art: Path, progress: bool):
+    """Record, project, surface and spectrum of the embedded transformer; every result is
+    labelled with :data:`TEXT_SUBJECT` (``metadata["subject"]``) for the report."""
+
+    def labelled(result: Any, name: str) -> None:
+        meta = {**result.metadata, "subject": TEXT_SUBJECT}
+        save(dataclasses.replace(result, metadata=meta), art / name)
+
+    def objective() -> Objective:
+        problem = zoo.problem(TEXT_PROBLEM, seed=init_seed)
+        X, y = problem.data
+        return Objective(problem, data=(X[: cfg.windows], y[: cfg.windows]))
+
+    def record() -> None:
+        train(
+            zoo.problem(TEXT_PROBLEM, seed=init_seed), run, optimizer="adam", lr=0.003,
+            batch_size=32, steps=cfg.steps, every=cfg.every,
+            metadata={"label": f"{TEXT_PROBLEM} adam", "init_seed": init_seed},
+            progress=progress,
+        )  # fmt: skip
+
+    def surface() -> None:
+        surf = surface_around(
+            objective(), [run], directions="pca", grid=cfg.grid, engine={"progress": progress}
+        )
+        labelled(surf, "surface-pca")
+
+    def spectrum() -> None:
+        spec = spectrum_of_run(objective(), run, at=cfg.at, top_k=cfg.top_k, progress=progress)
+        labelled(spec, "spectrum")
+
+    return [
+        (f"{TEXT_PROBLEM} record", record),
+        (f"{TEXT_PROBLEM} pca", lambda: labelled(project_runs([run], progress=progress), "pca")),
+        (f"{TEXT_PROBLEM} surface", surface),
+        (f"{TEXT_PROBLEM} spectrum", spectrum),
+    ]
+
+
 def run_demo(
     out: str | os.PathLike,
     *,
@@ -181,7 +243,8 @@ def run_demo(
     """Record, project, measure and report on the embedded problem.
 
     Args:
-        out: output directory: ``runs/``, ``artifacts/`` and ``report.html``.
+        out: output directory: ``runs/``, ``artifacts/`` and ``report.html``; the
+            transformer's run in ``text-gpt/adam`` and its results in ``artifacts/text-gpt/``.
         quick: a small version (tests; well under a minute).
         problem: embedded problem name (default: digits-mlp when quick, else digits-cnn).
         init_seed: the shared initialisation seed.
@@ -194,14 +257,20 @@ def run_demo(
         :class:`DemoSummary`: run directories, artifacts, the report, timings per stage.
     """
     out = Path(out)
-    owned = ["runs", "artifacts", "report.html", side_files(out / "report.html").name]
+    owned = ["runs", TEXT_PROBLEM, "artifacts", "report.html"]
+    owned.append(side_files(out / "report.html").name)
     manifest = claim_directory(out, owned, overwrite=overwrite, what="out")
     cfg = QUICK if quick else FULL
     problem = problem or cfg.problem
     runs = {spec.name: out / "runs" / spec.name for spec in RUNS}
     timings: dict[str, float] = {}
     stages = _stages(cfg, problem, init_seed, out, runs, progress)
-    title = f"weightspace demo: {problem}"
+    text_run = out / TEXT_PROBLEM / "adam"
+    text_cfg = TEXT_QUICK if quick else TEXT_FULL
+    stages += _text_stages(
+        text_cfg, init_seed, text_run, out / "artifacts" / TEXT_PROBLEM, progress
+    )
+    title = f"weightspace demo: {problem} and {TEXT_PROBLEM}"
     stages.append(
         ("report", lambda: report(out / "report.html", artifacts=out / "artifacts", title=title))
     )
@@ -212,13 +281,14 @@ def run_demo(
         try:
             result = stage()
         finally:  # what the stage wrote is the demo's, even when it failed halfway
-            manifest.add(*(p for p in (out / "runs", out / "artifacts") if p.exists()))
+            written = (out / "runs", out / TEXT_PROBLEM, out / "artifacts")
+            manifest.add(*(p for p in written if p.exists()))
         timings[name] = round(time.perf_counter() - start, 2)
         if name == "report":
             summary = result
     return DemoSummary(
         out=out,
-        runs=runs,
+        runs={**runs, f"{TEXT_PROBLEM}-adam": text_run},
         artifacts=out / "artifacts",
         report=summary.path,
         timings=timings,
