@@ -29,7 +29,9 @@ from, on the embedded data, over several seeds, against a control chosen before 
 verdicts are what the runs found: "reproduced", "not reproduced" or "inconclusive" (the
 interval straddles the boundary). The rules are stated in each example's docstring and
 applied by `examples/_verdict.py`; intervals are 95 % bootstrap intervals of the mean over
-seeds. Regenerate with `python examples/run_all.py --out examples/results` (full mode) and
+seeds. "Control, same rule" applies the claim's rule to the control: where the control passes
+too, the statistic does not tell the claim from what the control would show anyway.
+Regenerate with `python examples/run_all.py --out examples/results` (full mode) and
 `python examples/make_table.py --from examples/results`.
 
 """
@@ -68,6 +70,7 @@ def rows(results: Path) -> list[str]:
                 interval(got["value"]),
                 interval(got["control"]),
                 f"**{got['verdict']}**" + (f" — {note}" if note else ""),
+                summary.get("control_verdicts", {}).get(claim.key, "—"),
                 str(summary.get("seeds", "?")),
                 f"{summary.get('seconds', float('nan')):.0f}",
             ]
@@ -81,7 +84,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "README.md")
     args = parser.parse_args()
     head = ["example", "claim (paper)", "statistic", "control", "value [95 %]",
-            "control [95 %]", "verdict", "seeds", "s"]  # fmt: skip
+            "control [95 %]", "verdict", "control, same rule", "seeds", "s"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *rows(args.src)]
     args.out.write_text(HEADER + "\n".join(lines) + "\n", encoding="utf-8")
     print(args.out.read_text())
