@@ -2,6 +2,12 @@
 
 python benchmarks/demo.py --out demo-out      # or: weightspace demo -o demo-out
 python scripts/gallery.py --from demo-out     # writes docs/gallery/*.png
+
+    # between two solutions: two runs from different initialisations, then
+weightspace record --problem digits-mlp --lr 0.1 --steps 300 --every 30 --init-seed 0 -o a
+weightspace record --problem digits-mlp --lr 0.1 --steps 300 --every 30 --init-seed 1 -o b
+weightspace connect --problem digits-mlp a b --align weights --steps 300 -o ab
+python scripts/gallery.py --from none --connect ab.npz   # docs/gallery/connect.png alone
 """
 
 from __future__ import annotations
@@ -21,9 +27,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="src", default="demo-out", help="demo output directory")
     parser.add_argument("--out", default=str(GALLERY))
+    parser.add_argument("--connect", help="a saved Connection (weightspace connect -o)")
     args = parser.parse_args()
     art, out = Path(args.src) / "artifacts", Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.connect:
+        connection_figure(args.connect, out / "connect.png")
+        if not art.is_dir():  # the connection alone
+            return
 
     surf = load(art / "surface-pca", kind="surface")
     fig, _ = static.plot_surface_contour(
@@ -82,6 +93,29 @@ def main() -> None:
     )
     save_figure(fig, out / "eigenvalues.png", dpi=90)
     print("\n".join(str(p) for p in sorted(out.glob("*.png"))))
+
+
+def connection_figure(path: str, png: Path) -> None:
+    """Loss along t on the training and test data: the straight line, the line after
+    aligning B's units to A's, and the trained curve."""
+    from weightspace.between.results import PATH_LABELS
+
+    conn = load(path, kind="connection")
+    panel = {
+        f"loss on the {split} data": {
+            PATH_LABELS[p]: (
+                conn.profiles[f"{p}/{split}"].alphas,
+                conn.profiles[f"{p}/{split}"].values,
+            )
+            for p in conn.paths
+        }
+        for split in ("train", "test")
+        if split in conn.splits
+    }
+    fig, axes = static.plot_metrics_panel(panel, ncols=2)
+    for ax in axes:
+        ax.set_xlabel("t (0: A, 1: B)")
+    save_figure(fig, png, dpi=90)
 
 
 if __name__ == "__main__":
