@@ -188,11 +188,14 @@ def lightning_ckpts(tmp_path_factory):
         torch.randn(32, 3, generator=g), torch.randint(0, 2, (32,), generator=g)
     )
     capture = Capture()
+    from weightspace.integrations.lightning import WeightspaceCallback
+
+    recorder = WeightspaceCallback(root / "callback", every=1)
     checkpoints = pl.callbacks.ModelCheckpoint(
         dirpath=root / "ckpt", every_n_train_steps=1, save_top_k=-1
     )
     trainer = pl.Trainer(
-        max_steps=3, callbacks=[capture, checkpoints], accelerator="cpu", logger=False,
+        max_steps=3, callbacks=[capture, recorder, checkpoints], accelerator="cpu", logger=False,
         enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
     trainer.fit(Lit(), torch.utils.data.DataLoader(data, batch_size=8))
@@ -214,6 +217,25 @@ def test_lightning_checkpoints_import_as_captured(tmp_path, lightning_ckpts):
     ws.import_checkpoints(ckpt, tmp_path / "run", model=bn_net())
     assert reference.steps.tolist() == [1, 2, 3]
     assert_same_run(tmp_path / "run", reference)
+
+
+def test_lightning_checkpoints_import_as_weightspace_callback_recorded(tmp_path, lightning_ckpts):
+    """The .ckpt files Lightning saved and weightspace's own callback on the same Trainer
+    give the same points: the callback records the LightningModule (names ``net.*``), the
+    import matches the checkpoints' ``net.`` prefix against the bare net."""
+    ckpt, _ = lightning_ckpts
+    recorded = ws.Trajectory.load(ckpt.parent / "callback")
+    assert recorded.steps.tolist() == [0, 1, 2, 3]
+    assert recorded.layout.names == tuple("net." + n for n in bn_net_layout_names())
+    imported = ws.Trajectory.load(ws.import_checkpoints(ckpt, tmp_path / "run", model=bn_net()))
+    for i, step in enumerate(imported.steps.tolist()):
+        j = recorded.steps.tolist().index(step)
+        np.testing.assert_array_equal(imported.array()[i], recorded.array()[j])
+        np.testing.assert_array_equal(imported.buffer_array(i), recorded.buffer_array(j))
+
+
+def bn_net_layout_names() -> tuple[str, ...]:
+    return tuple(ws.ParamLayout.from_module(bn_net()).names)
 
 
 def test_lightning_import_through_the_cli(tmp_path, lightning_ckpts, capsys):
