@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _verdict import VERDICTS
+from _verdict import VERDICTS, Claim, Estimate, record
 
 from weightspace.errors import WeightspaceError
 from weightspace.render.static import save_figure
@@ -83,6 +83,42 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if not math.isfinite(value) else f"{value:.4g}"
     return str(value)
+
+
+def cell(est: Estimate | None) -> str:
+    """``mean [low, high]`` to 3 significant digits (``—`` for no estimate)."""
+    return "—" if est is None else f"{est.mean:.3g} [{est.low:.3g}, {est.high:.3g}]"
+
+
+def claims_table(
+    claims: Sequence[Claim], verdicts: Mapping[str, Mapping[str, Any]], out_dir: Any, name: str
+) -> dict[str, dict]:
+    """Print and record every claim's numbers and verdict (for ``summary.json``) and write the
+    claims table ``out_dir/name.md`` and ``.csv``: rule, value and control with their
+    intervals, the verdict, and the control judged by the same rule.
+
+    Args:
+        verdicts: claim key -> ``{"value", "control", "verdict", "control_verdict"}``.
+    """
+    recorded = {
+        c.key: record(
+            c, verdicts[c.key]["value"], verdicts[c.key]["control"], verdicts[c.key]["verdict"]
+        )
+        for c in claims
+    }
+    rows = [
+        {
+            "claim": c.key,
+            "rule": c.rule,
+            "value [95 %]": cell(verdicts[c.key]["value"]),
+            "control [95 %]": cell(verdicts[c.key]["control"]),
+            "verdict": verdicts[c.key]["verdict"],
+            "control's verdict": verdicts[c.key]["control_verdict"],
+        }
+        for c in claims
+    ]
+    write_table(rows, out_dir, name)
+    return recorded
 
 
 def write_table(rows: list[dict[str, Any]], out_dir: str | os.PathLike, name: str) -> str:

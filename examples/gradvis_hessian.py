@@ -80,8 +80,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fresh_dir, parse_args, save, write_summary, write_table
-from _verdict import Claim, above, below, paired_difference, record
+from _common import claims_table, fresh_dir, parse_args, save, write_summary, write_table
+from _verdict import Claim, above, below, paired_difference
 
 import weightspace as ws
 from weightspace.render import new_figure, static
@@ -353,10 +353,6 @@ def figure(out: Path, first: dict, densities: tuple) -> None:
     save(fig, out, "gradvis_claims")
 
 
-def cell(est) -> str:
-    return f"{est.mean:.3g} [{est.low:.3g}, {est.high:.3g}]"
-
-
 # ---------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
@@ -390,24 +386,7 @@ def main(argv: list[str] | None = None) -> dict:
             figure(out, numbers, densities)
 
     verdicts = judge(statistics(per_seed))
-    claims = {
-        c.key: record(
-            c, verdicts[c.key]["value"], verdicts[c.key]["control"], verdicts[c.key]["verdict"]
-        )
-        for c in CLAIMS
-    }
-    rows = [
-        {
-            "claim": c.key,
-            "rule": c.rule,
-            "value [95 %]": cell(verdicts[c.key]["value"]),
-            "control [95 %]": cell(verdicts[c.key]["control"]),
-            "verdict": verdicts[c.key]["verdict"],
-            "control's verdict": verdicts[c.key]["control_verdict"],
-        }
-        for c in CLAIMS
-    ]
-    write_table(rows, out, "gradvis_claims")
+    claims = claims_table(CLAIMS, verdicts, out, "gradvis_claims")
     seed_rows = []
     for p in per_seed:
         ab, ac = line_ratios(p["segments"]["AB"]), line_ratios(p["segments"]["AC"])

@@ -69,8 +69,8 @@ from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fresh_dir, parse_args, save, write_summary, write_table
-from _verdict import Claim, Estimate, all_hold, estimate, record
+from _common import cell, claims_table, fresh_dir, parse_args, save, write_summary, write_table
+from _verdict import Claim, Estimate, all_hold, estimate
 
 import weightspace as ws
 from weightspace.projection.embed import trajectory_preservation
@@ -238,10 +238,6 @@ def figures(out: Path, emb: dict, lengths: list[int], scores: dict, loss) -> Non
     save(fig, out, "horoi_paths")
 
 
-def cell(est: Estimate | None) -> str:
-    return "—" if est is None else f"{est.mean:.3g} [{est.low:.3g}, {est.high:.3g}]"
-
-
 # ---------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
@@ -300,24 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
     ran = [m for m in METHODS if m in per_seed[0]["monotonicity"]]
     stats = {m: [p["monotonicity"][m] for p in per_seed] if m in ran else None for m in METHODS}
     verdicts = judge(stats)
-    claims = {
-        c.key: record(
-            c, verdicts[c.key]["value"], verdicts[c.key]["control"], verdicts[c.key]["verdict"]
-        )
-        for c in CLAIMS
-    }
-    rows = [
-        {
-            "claim": c.key,
-            "rule": c.rule,
-            "value [95 %]": cell(verdicts[c.key]["value"]),
-            "control [95 %]": cell(verdicts[c.key]["control"]),
-            "verdict": verdicts[c.key]["verdict"],
-            "control's verdict": verdicts[c.key]["control_verdict"],
-        }
-        for c in CLAIMS
-    ]
-    write_table(rows, out, "horoi_claims")
+    claims = claims_table(CLAIMS, verdicts, out, "horoi_claims")
     method_rows = [
         {
             "space": m,

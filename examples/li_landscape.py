@@ -66,8 +66,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fresh_dir, parse_args, save, write_summary, write_table
-from _verdict import Claim, above, below, paired_difference, record
+from _common import claims_table, fresh_dir, parse_args, save, write_summary, write_table
+from _verdict import Claim, above, below, paired_difference
 
 import weightspace as ws
 from weightspace.render import new_figure
@@ -290,10 +290,6 @@ def figure(out: Path, lines: dict, n: int) -> None:
     save(fig, out, "li_lines")
 
 
-def cell(est) -> str:
-    return f"{est.mean:.3g} [{est.low:.3g}, {est.high:.3g}]"
-
-
 # ---------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
@@ -318,24 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
     figure(out, first_lines, n)
 
     verdicts = judge(statistics(per_seed))
-    claims = {
-        c.key: record(
-            c, verdicts[c.key]["value"], verdicts[c.key]["control"], verdicts[c.key]["verdict"]
-        )
-        for c in CLAIMS
-    }
-    rows = [
-        {
-            "claim": c.key,
-            "rule": c.rule,
-            "value [95 %]": cell(verdicts[c.key]["value"]),
-            "control [95 %]": cell(verdicts[c.key]["control"]),
-            "verdict": verdicts[c.key]["verdict"],
-            "control's verdict": verdicts[c.key]["control_verdict"],
-        }
-        for c in CLAIMS
-    ]
-    write_table(rows, out, "li_claims")
+    claims = claims_table(CLAIMS, verdicts, out, "li_claims")
     seed_rows = []
     for p in per_seed:
         for lab in LABELS:

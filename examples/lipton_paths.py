@@ -62,8 +62,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fresh_dir, parse_args, save, write_summary, write_table
-from _verdict import Claim, above, estimate, record, within
+from _common import claims_table, fresh_dir, parse_args, save, write_summary, write_table
+from _verdict import Claim, above, estimate, within
 
 import weightspace as ws
 from weightspace.analysis import endpoint_matrices, path_metrics, variance_explained
@@ -264,10 +264,6 @@ def figures(out: Path, runs: dict, verdicts: dict, k: int) -> None:
 
 
 # ---------------------------------------------------------------------------- main
-def cell(est) -> str:
-    return f"{est.mean:.3g} [{est.low:.3g}, {est.high:.3g}]"
-
-
 def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     args = parse_args(__doc__, argv, problem="digits-mlp", steps=0, every=0, clone_step=0, seeds=0)
@@ -290,24 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     verdicts = judge(statistics(per_seed))
     figures(out, first, verdicts, k)
-    claims = {
-        c.key: record(
-            c, verdicts[c.key]["value"], verdicts[c.key]["control"], verdicts[c.key]["verdict"]
-        )
-        for c in CLAIMS
-    }
-    rows = [
-        {
-            "claim": c.key,
-            "rule": c.rule,
-            "value [95 %]": cell(verdicts[c.key]["value"]),
-            "control [95 %]": cell(verdicts[c.key]["control"]),
-            "verdict": verdicts[c.key]["verdict"],
-            "control's verdict": verdicts[c.key]["control_verdict"],
-        }
-        for c in CLAIMS
-    ]
-    write_table(rows, out, "lipton_claims")
+    claims = claims_table(CLAIMS, verdicts, out, "lipton_claims")
     names = (
         "seed",
         "d_inits",
