@@ -33,8 +33,8 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, {torch.get_num_threads()} threads, load at start {load:.1f}"
     )
     for stage, seconds in summary.timings.items():
-        print(f"  {stage:<14} {seconds:7.1f} s")
-    print(f"  {'total':<14} {total:7.1f} s")
+        print(f"  {stage:<18} {seconds:7.1f} s")
+    print(f"  {'total':<18} {total:7.1f} s")
 
 
 if __name__ == "__main__":
