@@ -51,8 +51,29 @@ def test_choice_from_cpus_quota_and_load(affinity, quota, load, machine, count):
     assert choice.count == count
     assert choice.cpus == (affinity if quota is None else min(affinity, max(1, int(quota))))
     assert choice.reason.startswith(f"{count} of {choice.cpus} CPUs")
-    assert ("load average" in choice.reason) == (load is not None)
+    assert (
+        (f"load {load:.1f}" in choice.reason) if load is not None else "load" not in choice.reason
+    )
     assert ("no cgroup quota" in choice.reason) == (quota is None)
+
+
+def test_the_load_seen_is_the_lower_of_the_average_and_the_tasks_runnable_now(tmp_path):
+    from weightspace._threads import effective_load, runnable_others
+
+    # a command run right after another: the average still holds the first run's work
+    assert effective_load(1.3, 0.0) == 0.0
+    assert choose_threads(2, None, effective_load(1.3, 0.0)).count == 2
+    # two busy processes: both measures see them
+    assert effective_load(2.2, 2.0) == 2.0
+    assert choose_threads(2, None, effective_load(2.2, 2.0)).count == 1
+    assert effective_load(None, 1.0) == 1.0 and effective_load(0.5, None) == 0.5
+    assert effective_load(None, None) is None
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("1.52 0.98 0.77 3/412 12345\n")  # 3 runnable, this process one of them
+    assert runnable_others(str(loadavg)) == 2.0
+    loadavg.write_text("garbage\n")
+    assert runnable_others(str(loadavg)) is None
+    assert runnable_others(str(tmp_path / "absent")) is None
 
 
 def test_override_wins_and_zero_keeps_torch_default():

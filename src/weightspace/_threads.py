@@ -4,7 +4,8 @@ On a busy machine (a laptop running other work, a shared server) torch's default
 intra-op thread per core, competes with the other processes, and its OpenMP threads
 spin-wait for each other while the scheduler runs someone else: small models run up to 100×
 slower. The command-line tool therefore chooses the count from the CPUs this process may
-actually use (its affinity mask and its cgroup CPU quota) and the current load average, asks
+actually use (its affinity mask and its cgroup CPU quota) and the current load (the 1-minute
+average, or the tasks runnable now where that is lower: :func:`effective_load`), asks
 OpenMP to sleep rather than spin while it waits (``OMP_WAIT_POLICY=PASSIVE``,
 ``KMP_BLOCKTIME=0``: read once, when torch starts its thread pool), and records the choice
 in the metadata of every run and result it writes.
@@ -24,6 +25,7 @@ import contextlib
 import math
 import os
 import sys
+import time
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +60,7 @@ class ThreadChoice:
         count: the number of intra-op threads; None: torch's own default, left unchanged.
         reason: one line saying where the count came from.
         cpus: the CPUs this process may use (affinity mask, capped by the cgroup quota).
-        load: the 1-minute load average the choice saw (None: not measured or not used).
+        load: the load the choice saw (:func:`effective_load`; None: not measured or not used).
     """
 
     count: int | None
@@ -88,7 +90,7 @@ def choose_threads(
     """The intra-op thread count for a process, from what the machine offers now (pure).
 
     The usable CPUs are the affinity count capped by the cgroup quota (rounded down, at
-    least 1). The load average is spread over the machine's CPUs; the share that falls on
+    least 1). The load is spread over the machine's CPUs; the share that falls on
     ours is taken as busy, and the count is the number of CPUs left, rounded, at least 1:
     on 2 CPUs, load 0.3 gives 2 threads, load 1 gives 1, load 10 gives 1.
 
@@ -96,7 +98,7 @@ def choose_threads(
         affinity: the number of CPUs in the process's affinity mask (>= 1).
         quota: the cgroup CPU quota in CPUs (``cpu.max`` 150000/100000 is 1.5), or None for
             no quota.
-        load: the 1-minute load average of the machine, or None to ignore the load.
+        load: the machine's load (:func:`effective_load`), or None to ignore it.
         override: a count asked for explicitly: a positive count is used as given; 0 keeps
             torch's default; None chooses from the measurements.
         machine_cpus: the machine's CPU count (``os.cpu_count()``), over which the load
@@ -135,7 +137,7 @@ def choose_threads(
         return ThreadChoice(cpus, f"{cpus} of {cpus} CPUs ({limits})", cpus, None)
     busy = max(0.0, load) * cpus / max(machine_cpus or affinity, cpus)  # our share of the load
     count = min(cpus, max(1, math.floor(cpus - busy + 0.5)))
-    reason = f"{count} of {cpus} CPUs free ({limits}, load average {load:.1f})"
+    reason = f"{count} of {cpus} CPUs free ({limits}, load {load:.1f})"
     return ThreadChoice(count, reason, cpus, load)
 
 
@@ -198,16 +200,47 @@ def _quota(directory: Path) -> float | None:
     return None
 
 
+def effective_load(average: float | None, others_now: float | None) -> float | None:
+    """The load a choice should see: the smaller of the 1-minute load average and the
+    number of other tasks runnable now (pure). The average remembers work that has ended
+    (a command run twice in a row sees its own first run for a minute); the count now
+    misses work that is about to come back; where either says the machine is free, it is.
+
+    Example:
+        >>> effective_load(1.3, 0.0), effective_load(2.1, 2.0), effective_load(None, 1.0)
+        (0.0, 2.0, 1.0)
+    """
+    known = [x for x in (average, others_now) if x is not None]
+    return min(known) if known else None
+
+
+def runnable_others(path: str = "/proc/loadavg", reads: int = 3) -> float | None:
+    """Tasks runnable now besides this one: the median over ``reads`` reads of the
+    ``running/total`` field of ``/proc/loadavg``, minus 1 (this process); None where the
+    file does not exist (macOS, Windows) or cannot be parsed."""
+    counts = []
+    for _ in range(reads):
+        try:
+            with open(path, encoding="ascii") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]))
+        except (OSError, ValueError, IndexError):
+            return None
+        time.sleep(0.005)
+    return max(0.0, float(sorted(counts)[len(counts) // 2]) - 1.0)
+
+
 def _measure() -> tuple[int, float | None, float | None, int | None]:
-    """(affinity, cgroup quota, 1-minute load average, machine CPUs) of this process now."""
+    """(affinity, cgroup quota, load (:func:`effective_load`), machine CPUs) of this
+    process now."""
     try:
         affinity = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # macOS, Windows
         affinity = os.cpu_count() or 1
     try:
-        load: float | None = os.getloadavg()[0]
+        average: float | None = os.getloadavg()[0]
     except (AttributeError, OSError):
-        load = None
+        average = None
+    load = effective_load(average, runnable_others())
     return affinity, cgroup_cpu_limit(), load, os.cpu_count()
 
 
@@ -273,10 +306,10 @@ def set_threads(n: int | None = None) -> ThreadChoice:
     """Set torch's intra-op thread count for this machine now, and record it in metadata.
 
     Every run and result weightspace writes afterwards records the choice (``"threads"``
-    in its metadata). The load average counts this process's own recent work too: call it
-    before heavy work, not right after training in the same process. Before torch is
-    imported this also asks OpenMP not to spin-wait (:func:`quiet_openmp`), the best cure for
-    a busy machine.
+    in its metadata). The load (:func:`effective_load`) counts this process's own running
+    threads too: call it before heavy work, not while other threads of this process run.
+    Before torch is imported this also asks OpenMP not to spin-wait (:func:`quiet_openmp`),
+    the best cure for a busy machine.
 
     Args:
         n: the count; None chooses one from the CPUs available and the load
