@@ -11,8 +11,11 @@ import weightspace as ws
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs two workers on two cores: one intra-op thread each, so that the
-    # workers do not oversubscribe the cores (torch's threads spin while they wait)
+    # workers do not oversubscribe the cores (torch's threads spin while they wait); the
+    # commands called in process use the same one thread, so that their numbers equal the
+    # library's bit for bit (reductions over other thread counts round differently)
     torch.set_num_threads(1)
+    os.environ.setdefault("WEIGHTSPACE_THREADS", "1")
 
 
 @pytest.fixture
