@@ -83,8 +83,17 @@ def test_output_is_float64_whatever_the_input_dtype(name, dtype):
 @pytest.mark.slow
 def test_umap_conforms_in_two_fits():
     pytest.importorskip("umap")
+    import torch
+
     x32 = X.astype(np.float32)
-    first = ws.UMAP(n_neighbors=5, seed=3).fit_transform(x32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        first = ws.UMAP(n_neighbors=5, seed=3).fit_transform(x32)
+        # numba's OpenMP layer would leave torch on every core: the caller's count is kept
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     est = ws.UMAP(n_neighbors=5, seed=3)
     assert est.fit(x32) is est
     np.testing.assert_array_equal(est.embedding_, first)  # fit == fit_transform; same seed

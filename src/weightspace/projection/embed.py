@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import torch
 
 from ..checks import Seed, numpy_rng
 from ..errors import WeightspaceError
@@ -238,6 +240,15 @@ class UMAP(_DistanceEmbedding):
 
     def _embed(self, d: np.ndarray, seed: int) -> np.ndarray:
         umap = require_umap()
+        # numba's OpenMP layer resets the process's OpenMP thread count, which is torch's:
+        # the caller's torch.get_num_threads() must be what it was
+        threads = torch.get_num_threads()
+        try:
+            return self._umap(umap, d, seed)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _umap(self, umap: Any, d: np.ndarray, seed: int) -> np.ndarray:
         with warnings.catch_warnings():  # precomputed metric / seeded single thread: expected
             warnings.filterwarnings("ignore", category=UserWarning, module="umap")
             return umap.UMAP(
