@@ -9,6 +9,7 @@ Without torch.distributed (or with one process) everything degrades to one proce
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import hashlib
@@ -98,7 +99,8 @@ def init_from_env(device: torch.device | str | None = None, *, timeout_s: float 
         timeout_s: collective timeout.
 
     Returns:
-        True when running distributed (more than one process).
+        True when running distributed (more than one process). The group joined here is
+        destroyed when the process exits.
     """
     _, world = env_rank_world()
     if world <= 1 or not dist.is_available():
@@ -109,8 +111,18 @@ def init_from_env(device: torch.device | str | None = None, *, timeout_s: float 
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        atexit.register(_leave)
         logger.info("joined %s process group: rank %d of %d", backend, rank(), world_size())
     return is_distributed()
+
+
+def _leave() -> None:
+    """Destroy the process group this process joined, before the interpreter tears down:
+    gloo's threads destroyed at exit with the group still alive abort the process now and
+    then ("terminate called without an active exception"), and torchrun reports the rank
+    as failed."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 # ---------------------------------------------------------------------------- work split
