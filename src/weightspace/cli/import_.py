@@ -12,14 +12,25 @@ EXAMPLES = """
   weightspace import 'ckpt/epoch_*.pt' -o runs/imported
   weightspace import ckpt/ -o runs/imported --problem mymodule:make_problem
   weightspace import a.safetensors b.safetensors -o runs/ab --steps order
+  weightspace import 'lightning_logs/version_0/checkpoints/*.ckpt' -o runs/lit --problem m.py:make
+  weightspace import trainer_out/ -o runs/hf --problem m.py:make   # its checkpoint-N/ folders
 """
 
 
 def add_parser(sub) -> None:
     p = add_command(
-        sub, "import", "import torch.save state dicts or safetensors files as a run", EXAMPLES
+        sub,
+        "import",
+        "import checkpoints (torch.save, Lightning, safetensors, Hugging Face, distributed) "
+        "as a run",
+        EXAMPLES,
     )
-    p.add_argument("paths", nargs="+", help="files, directories or quoted glob patterns")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        help="files, checkpoint folders (Hugging Face, torch.distributed.checkpoint), "
+        "directories of them, or quoted glob patterns",
+    )
     p.add_argument("-o", "--out", required=True, help="run directory to create")
     _options.add_overwrite(p, "a run at OUT")
     _options.add_problem(p, required=False)
