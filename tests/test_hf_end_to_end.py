@@ -125,6 +125,27 @@ def test_cli_names_the_data_flag_when_a_file_is_missing(tmp_path, capsys):
     assert "--data: file 'nope.txt' does not exist" in capsys.readouterr().err
 
 
+def test_import_of_trainer_folders_with_an_hf_spec_needs_no_data(tmp_path, capsys):
+    """A Trainer's checkpoint-N/ folders, matched against the model folder's model alone."""
+    folder = tmp_path / "gpt"
+    tiny_gpt2(8).save_pretrained(folder)
+    thetas = []
+    for step in (10, 20):
+        model = tiny_gpt2(8, seed=step)
+        model.save_pretrained(tmp_path / "trainer" / f"checkpoint-{step}")
+        thetas.append(ws.ParamLayout.from_module(model).flatten(model).numpy())
+    argv = ["import", str(tmp_path / "trainer"), "-o", str(tmp_path / "run"),
+            "--problem", f"hf-causal-lm:{folder}", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["steps"] == [10, 20]
+    run = ws.Trajectory.load(tmp_path / "run")
+    np.testing.assert_array_equal(run.array(), np.stack(thetas))
+    # a folder that is not a model: one line naming the flag
+    assert main(["import", str(tmp_path / "trainer"), "-o", str(tmp_path / "r2"),
+                 "--problem", f"hf-causal-lm:{tmp_path}"]) == 1  # fmt: skip
+    assert "--problem:" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+
+
 def test_trainer_callback_then_causal_lm_project_surface_spectrum_report(tmp_path):
     pytest.importorskip("accelerate")
     from weightspace.integrations.huggingface import WeightspaceTrainerCallback

@@ -26,6 +26,7 @@ __all__ = [
     "Problem",
     "causal_lm",
     "image_classification",
+    "load_model",
     "load_problem",
     "masked_lm",
     "sequence_classification",
@@ -145,6 +146,18 @@ def _factory(spec: str) -> Callable[..., object]:
     if not callable(fn):
         raise WeightspaceError(f"problem: {target!r} has no function {func!r}")
     return fn
+
+
+def load_model(spec: str, *, seed: int | None = None) -> torch.nn.Module:
+    """The model of a spec without its data: what matching checkpoint tensors needs
+    (``weightspace import --problem``). ``hf-*:DIR`` specs load the folder's model alone (no
+    data file); other specs build their problem (:func:`load_problem`) and give its model.
+    """
+    if spec.startswith("hf-"):
+        from .families import load_hf_model
+
+        return load_hf_model(spec)
+    return load_problem(spec, seed=seed).model
 
 
 def load_problem(

@@ -46,10 +46,10 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> Output:
     from ..checkpoints import import_checkpoints
-    from ..problems import load_problem
+    from ..problems import load_model
     from ..trajectory import Trajectory
 
-    model = load_problem(args.problem, seed=args.init_seed).model if args.problem else None
+    model = load_model(args.problem, seed=args.init_seed) if args.problem else None
     out = import_checkpoints(
         args.paths,
         args.out,

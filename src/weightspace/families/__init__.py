@@ -20,7 +20,7 @@ The same problems reach the command line through ``--problem hf-causal-lm:DIR --
 from __future__ import annotations
 
 from ._image import image_classification
-from ._spec import HF_KINDS, load_hf_problem
+from ._spec import HF_KINDS, load_hf_model, load_hf_problem
 from ._text import IGNORE_INDEX, causal_lm, masked_lm, sequence_classification
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "IGNORE_INDEX",
     "causal_lm",
     "image_classification",
+    "load_hf_model",
     "load_hf_problem",
     "masked_lm",
     "sequence_classification",

@@ -16,7 +16,7 @@ from ..errors import WeightspaceError
 from ..problems import Problem
 from ._text import causal_lm, masked_lm, sequence_classification
 
-__all__ = ["HF_KINDS", "load_hf_problem"]
+__all__ = ["HF_KINDS", "load_hf_model", "load_hf_problem"]
 
 HF_KINDS = ("hf-causal-lm", "hf-masked-lm", "hf-sequence-classification")
 _AUTO = {
@@ -155,6 +155,31 @@ def _read(
     return samples, tok.mask_token_id
 
 
+def _folder(spec: str) -> tuple[str, Path]:
+    """``(kind, folder)`` of an ``hf-*:DIR`` spec whose folder holds a ``config.json``."""
+    kind, sep, folder = spec.partition(":")
+    if kind not in HF_KINDS or not sep or not folder:
+        raise WeightspaceError(
+            f"problem: expected {', '.join(k + ':DIR' for k in HF_KINDS)}, got {spec!r}"
+        )
+    if not (Path(folder) / "config.json").is_file():
+        raise WeightspaceError(
+            f"problem: {folder!r} has no config.json; give a folder written by save_pretrained"
+        )
+    return kind, Path(folder)
+
+
+def load_hf_model(spec: str) -> torch.nn.Module:
+    """The model of an ``hf-*:DIR`` spec alone, without data (what matching checkpoint
+    tensors needs: ``weightspace import``). Loaded with ``local_files_only=True``.
+
+    Raises:
+        WeightspaceError: an unknown kind, a folder that does not load.
+    """
+    kind, root = _folder(spec)
+    return _model(kind, root)
+
+
 def load_hf_problem(
     spec: str,
     data: str | os.PathLike,
@@ -187,18 +212,10 @@ def load_hf_problem(
         WeightspaceError: an unknown kind, a folder or file that does not load, data in no
         known format.
     """
-    kind, sep, folder = spec.partition(":")
-    if kind not in HF_KINDS or not sep or not folder:
-        raise WeightspaceError(
-            f"problem: expected {', '.join(k + ':DIR' for k in HF_KINDS)}, got {spec!r}"
-        )
     if not isinstance(seq_len, int) or seq_len < 2:
         raise WeightspaceError(f"seq_len: expected an integer of 2 or more, got {seq_len!r}")
-    root, path = Path(folder), Path(data)
-    if not (root / "config.json").is_file():
-        raise WeightspaceError(
-            f"problem: {folder!r} has no config.json; give a folder written by save_pretrained"
-        )
+    kind, root = _folder(spec)
+    path = Path(data)
     if not path.is_file():
         raise WeightspaceError(f"data: file {str(data)!r} does not exist; check the path")
     model = _model(kind, root)
