@@ -425,8 +425,11 @@ def test_a_refused_pickle_checkpoint_is_one_line(tmp_path, capsys):
 def test_stale_leftovers_of_killed_writers_are_cleaned(tmp_path, ckpts, tiny_model, capsys):
     stale = tmp_path / ".imp.importing-999999"
     (stale / "snapshots").mkdir(parents=True)
+    theirs = tmp_path / ".imp.importing-notes"  # a name like ours, not written by us: kept
+    theirs.mkdir()
     assert call(capsys, "import", ckpts, "-o", tmp_path / "imp")[0] == 0
     assert not stale.exists() and not (tmp_path / ".imp.lock").exists()
+    assert theirs.is_dir()
     with ws.Recorder(tiny_model, tmp_path / "rec") as rec:
         rec.record(0)
     tmp = tmp_path / "rec" / "snapshots" / ".000000001.npy.abc.tmp"

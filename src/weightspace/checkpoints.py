@@ -289,7 +289,8 @@ def import_checkpoints(
     lock = run_dir.with_name(f".{run_dir.name}.lock")
     with DirectoryLock(lock, f"run_dir {str(run_dir)!r}"):
         for stale in run_dir.parent.glob(f".{run_dir.name}.importing-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # ours, from an import that died
+            if stale.name.rpartition("-")[2].isdigit():  # ours (".NAME.importing-PID"), dead
+                shutil.rmtree(stale, ignore_errors=True)
         if run_dir.exists() and any(run_dir.iterdir()):  # written while we waited
             raise WeightspaceError(f"run_dir: {str(run_dir)!r} already exists; choose another")
         tmp = run_dir.with_name(f".{run_dir.name}.importing-{os.getpid()}")
