@@ -26,8 +26,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,7 @@ __all__ = [
     "at_least",
     "below",
     "estimate",
+    "judge_claims",
     "paired_difference",
     "record",
     "within",
@@ -159,6 +161,33 @@ class Claim:
             f"claim {self.key}: {self.paper}\n  statistic: {self.statistic}\n"
             f"  control:   {self.control}\n  rule:      {self.rule}"
         )
+
+
+def judge_claims(
+    claims: Sequence[Claim],
+    rules: Mapping[str, Callable[[Estimate], str]],
+    stats: Mapping[str, tuple],
+) -> dict[str, dict]:
+    """Each claim's estimate, its control's, and both verdicts under the claim's rule.
+
+    ``stats[key]`` is ``(value, control)``; each is one number per seed (:func:`estimate`)
+    or a pair of such lists (:func:`paired_difference`, first minus second).
+    """
+
+    def est(x: Any) -> Estimate:
+        return paired_difference(*x) if isinstance(x, tuple) else estimate(x)
+
+    out = {}
+    for claim in claims:
+        value, control = (est(x) for x in stats[claim.key])
+        rule = rules[claim.key]
+        out[claim.key] = {
+            "value": value,
+            "control": control,
+            "verdict": rule(value),
+            "control_verdict": rule(control),
+        }
+    return out
 
 
 def record(claim: Claim, value: Estimate, control: Estimate | None, verdict: str) -> dict:

@@ -81,7 +81,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import claims_table, fresh_dir, parse_args, save, write_summary, write_table
-from _verdict import Claim, above, below, paired_difference
+from _verdict import Claim, above, below, judge_claims
 
 import weightspace as ws
 from weightspace.render import new_figure, static
@@ -309,22 +309,7 @@ def statistics(per_seed: list[dict]) -> dict[str, tuple]:
 def judge(stats: dict[str, tuple]) -> dict[str, dict]:
     """The estimates and verdicts of every claim (and of its control under the same rule),
     from :func:`statistics`' numbers alone."""
-    from _verdict import estimate
-
-    def est(x):
-        return paired_difference(*x) if isinstance(x, tuple) else estimate(x)
-
-    out = {}
-    for claim in CLAIMS:
-        value, control = (est(x) for x in stats[claim.key])
-        rule = RULES[claim.key]
-        out[claim.key] = {
-            "value": value,
-            "control": control,
-            "verdict": rule(value),
-            "control_verdict": rule(control),
-        }
-    return out
+    return judge_claims(CLAIMS, RULES, stats)
 
 
 # ---------------------------------------------------------------------------- figures

@@ -63,7 +63,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import claims_table, fresh_dir, parse_args, save, write_summary, write_table
-from _verdict import Claim, above, estimate, within
+from _verdict import Claim, above, judge_claims, within
 
 import weightspace as ws
 from weightspace.analysis import endpoint_matrices, path_metrics, variance_explained
@@ -208,17 +208,7 @@ def statistics(per_seed: list[dict]) -> dict[str, tuple[list[float], list[float]
 def judge(stats: dict[str, tuple[list[float], list[float]]]) -> dict[str, dict]:
     """The estimates and verdicts of every claim (and of its control under the same rule),
     from :func:`statistics`' numbers alone."""
-    out = {}
-    for claim in CLAIMS:
-        value, control = (estimate(x) for x in stats[claim.key])
-        rule = RULES[claim.key]
-        out[claim.key] = {
-            "value": value,
-            "control": control,
-            "verdict": rule(value),
-            "control_verdict": rule(control),
-        }
-    return out
+    return judge_claims(CLAIMS, RULES, stats)
 
 
 # ---------------------------------------------------------------------------- figures

@@ -69,7 +69,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import claims_table, fresh_dir, parse_args, save, write_summary, write_table
-from _verdict import Claim, above, at_least, estimate, paired_difference, within
+from _verdict import Claim, above, at_least, judge_claims, within
 
 import weightspace as ws
 from weightspace.analysis import monotonicity, path_metrics
@@ -290,21 +290,7 @@ RULES = {
 def judge(stats: dict[str, tuple]) -> dict[str, dict]:
     """The estimates and verdicts of every claim (and of its control under the same rule),
     from :func:`statistics`' numbers alone."""
-
-    def est(x):
-        return paired_difference(*x) if isinstance(x, tuple) else estimate(x)
-
-    out = {}
-    for claim in CLAIMS:
-        value, control = (est(x) for x in stats[claim.key])
-        rule = RULES[claim.key]
-        out[claim.key] = {
-            "value": value,
-            "control": control,
-            "verdict": rule(value),
-            "control_verdict": rule(control),
-        }
-    return out
+    return judge_claims(CLAIMS, RULES, stats)
 
 
 # ---------------------------------------------------------------------------- figures
