@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -137,3 +139,15 @@ def as_vector(x: Any, n: int, what: str, *, dtype=None, device=None) -> torch.Te
     if not bool(torch.isfinite(t).all()):
         raise WeightspaceError(f"{what}: holds NaN or inf values; give a finite vector")
     return t
+
+
+def replaced(cls: type, base: Any, changes: Mapping[str, Any], what: str) -> Any:
+    """A settings dataclass: ``base`` (None: ``cls()``'s defaults) with ``changes``; a name
+    that is not a field of ``cls`` is refused on one line naming ``what`` settings they are."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in changes if k not in names]
+    if unknown:
+        raise WeightspaceError(
+            f"{unknown[0]}: not a {what} setting; the settings are {', '.join(names)}"
+        )
+    return dataclasses.replace(base or cls(), **changes)

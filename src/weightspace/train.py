@@ -21,7 +21,7 @@ import torch
 
 from ._batches import call_model, minibatches
 from ._progress import progress_bar
-from .checks import check_seed, non_negative_int, positive_int
+from .checks import check_seed, non_negative_int, positive_int, replaced
 from .errors import WeightspaceError, first_line
 from .layout import ParamLayout
 from .optimizers import canonical_name
@@ -116,13 +116,7 @@ class TrainSettings:
     @classmethod
     def of(cls, base: TrainSettings | None, changes: Mapping[str, Any]) -> TrainSettings:
         """``base`` (default: the defaults) with ``changes``, unknown names refused."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in changes if k not in names]
-        if unknown:
-            raise WeightspaceError(
-                f"{unknown[0]}: not a training setting; the settings are {', '.join(names)}"
-            )
-        return dataclasses.replace(base or cls(), **changes)
+        return replaced(cls, base, changes, "training")
 
 
 INHERITED = ("optimizer", "lr", "momentum", "weight_decay", "batch_size")

@@ -17,7 +17,7 @@ import torch
 
 from ..between.curve import CurveSettings
 from ..between.results import PATHS, Connection
-from ..checks import check_seed, one_of, positive_int
+from ..checks import check_seed, one_of, positive_int, replaced
 from ..errors import WeightspaceError
 from ..landscape import EngineOptions, check_axis
 from ..problems import Problem
@@ -128,13 +128,7 @@ class ConnectSettings:
     @classmethod
     def of(cls, base: ConnectSettings | None, changes: Mapping[str, Any]) -> ConnectSettings:
         """``base`` (default: the defaults) with ``changes``, unknown names refused."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in changes if k not in names]
-        if unknown:
-            raise WeightspaceError(
-                f"{unknown[0]}: not a connect setting; the settings are {', '.join(names)}"
-            )
-        return dataclasses.replace(base or cls(), **changes)
+        return replaced(cls, base, changes, "connect")
 
 
 def connect_runs(
