@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,11 +22,11 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from . import _objective_checks as _checks
 from ._batches import (
     Batch,
     WithLoss,
     as_batches,
-    call_model,
     is_classification,
     logits_of,
     map_tensors,
@@ -331,20 +330,7 @@ class Objective:
     # ------------------------------------------------------------------ checks
     def model_loss(self) -> float:
         """The model's own loss (calling the module itself) at its current parameters."""
-        buffers = {n: b.detach().clone() for n, b in self.model.named_buffers()}
-        total = 0.0
-        try:
-            with torch.no_grad(), self._model_mode():
-                batches = self._staged(self.theta0.dtype)  # data cast as at theta0
-                for (inputs, targets), w in zip(batches, self.batch_weights.tolist()):
-                    loss = self.loss_fn(call_model(self.model, inputs), targets)
-                    loss = mean_over_batch(loss, inputs, targets, self.problem)
-                    total += w * float(loss)
-        finally:
-            with torch.no_grad():
-                for n, b in self.model.named_buffers():
-                    b.copy_(buffers[n])
-        return total
+        return _checks.model_loss(self)
 
     def check(self, theta: torch.Tensor | None = None, *, rtol: float = 1e-5) -> float:
         """Determinism probe and centre check; run before a long loop.
@@ -360,29 +346,7 @@ class Objective:
             WeightspaceError: naming the likely cause (dropout or BatchNorm in train mode,
             data that reshuffles, parameters outside the layout).
         """
-        at_centre = theta is None
-        probe = self.with_buffers(None) if at_centre and self._buffers is not None else self
-        theta = self.theta0 if theta is None else theta
-        a, b = probe.evaluate(theta).loss, probe.evaluate(theta).loss
-        if not math.isfinite(a):
-            raise WeightspaceError(
-                f"theta: the loss is {a} there; check the point, the data and the model"
-            )
-        if abs(a - b) > rtol * max(abs(a), 1e-12):
-            raise WeightspaceError(
-                f"objective is not deterministic: two evaluations gave {a!r} and {b!r} "
-                f"(mode={self.mode!r}); likely dropout or BatchNorm in train mode, or data "
-                "that reshuffles; use mode='eval' and fixed data"
-            )
-        if at_centre:
-            own = self.model_loss()
-            if abs(a - own) > rtol * max(abs(own), 1e-12) + 1e-12:
-                raise WeightspaceError(
-                    f"objective at the model's parameters is {a!r} but the model's own loss is "
-                    f"{own!r}; likely parameters shared or created outside named_parameters(), "
-                    "or a forward that depends on state weightspace does not see"
-                )
-        return a
+        return _checks.check(self, theta, rtol)
 
     @property
     def metadata(self) -> dict[str, Any]:
