@@ -186,6 +186,15 @@ class Objective:
         new._set_buffers(buffers, source)
         return new
 
+    def replica(self) -> Objective:
+        """This objective on a deep copy of the model (data shared), for another thread:
+        ``functional_call`` puts a point's tensors into the module during a call, so two
+        threads cannot share one. A loss whose closure reads the model reads the original."""
+        new = copy.copy(self)
+        new.model = copy.deepcopy(self.model)
+        new._module, new._state_cache = WithLoss(new.model, self.loss_fn), {}
+        return new
+
     def buffers(self) -> dict[str, torch.Tensor]:
         """The persistent buffers the model reads here (:attr:`buffer_layout`'s names)."""
         return {n: self._fixed[n] for n in self.buffer_layout.names}

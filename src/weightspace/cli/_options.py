@@ -4,7 +4,8 @@ the library's arguments.
 * ``--problem SPEC`` (+ ``--init-seed``): the model, loss and data;
 * the objective: ``--data train|test|FILE`` (+ ``--seq-len`` for a file), ``--batch-size``,
   ``--mode eval|train``, ``--dtype`` (the compute dtype, in every command), ``--device``;
-* the engine: ``--compile``, ``--precision``, ``--channels-last``, ``--points-per-pass``;
+* the engine: ``--compile``, ``--precision``, ``--channels-last``, ``--points-per-pass``,
+  ``--workers``;
 * points of runs: ``RUN`` or ``RUN:STEP`` wherever a run's snapshot is meant, and ``--at
   final|all|every:K|STEP[,STEP...]`` wherever several are;
 * ``--storage-dtype``: how snapshots are stored (record, import, sample).
@@ -139,6 +140,13 @@ def add_engine(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--points-per-pass", type=positive_int, default=1, help="grid points per forward (vmap)"
     )
+    g.add_argument(
+        "--workers",
+        type=positive_int,
+        help="points evaluated at once on the CPU, each by a single-threaded worker on a copy "
+        "of the model (default: one per thread when they prove faster on the first points; "
+        "1: one point at a time on all threads)",
+    )
 
 
 def add_point_state(p: argparse.ArgumentParser, buffers_default: str) -> None:
@@ -238,6 +246,7 @@ def engine(args: argparse.Namespace, progress: bool):
         precision=args.precision,
         channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
         points_per_pass=args.points_per_pass,
+        workers=args.workers,
         progress=progress,
     )
 

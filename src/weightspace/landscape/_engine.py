@@ -53,6 +53,10 @@ class EngineOptions:
         precision: ``"full"`` or ``"bf16"`` (autocast; recorded with its deviation).
         channels_last: channels-last image inputs; None: on for image batches on the CPU.
         points_per_pass: grid points per forward pass (``torch.func.vmap``).
+        workers: points evaluated at once on the CPU, each by its own single-threaded
+            worker on a copy of the model; None (auto): as many as torch has threads, when
+            measuring on the probe points shows they are faster (small models); 1: one point
+            after the other, each with all of torch's threads.
         checkpoint_every: write the partial results after this many points (None: by time).
         checkpoint_seconds: ... or after this many seconds, whichever comes first.
         keep_checkpoint: leave the partial files when the work is done (default: removed).
@@ -71,6 +75,7 @@ class EngineOptions:
     precision: Precision = "full"
     channels_last: bool | None = None
     points_per_pass: int = 1
+    workers: int | None = None
     checkpoint_every: int | None = None
     checkpoint_seconds: float = 60.0
     keep_checkpoint: bool = False
@@ -85,9 +90,9 @@ class EngineOptions:
             raise WeightspaceError(
                 f"channels_last: expected None (auto), True or False, got {self.channels_last!r}"
             )
-        for name in ("points_per_pass", "checkpoint_every"):
+        for name in ("points_per_pass", "workers", "checkpoint_every"):
             value = getattr(self, name)
-            if value is None and name == "checkpoint_every":
+            if value is None and name != "points_per_pass":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise WeightspaceError(f"{name}: expected a positive integer, got {value!r}")
@@ -213,6 +218,7 @@ class PointEngine:
             return torch.stack(outs, dim=2).reshape(thetas.shape[0], self.n_fields).clone()
 
     def describe(self) -> dict[str, Any]:
+        """The options (also the keyword arguments that build the same engine)."""
         return {
             "precision": self.precision,
             "channels_last": self.channels_last,

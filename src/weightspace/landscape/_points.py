@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -25,7 +26,16 @@ from .._lock import DirectoryLock
 from .._progress import progress_bar
 from ..errors import WeightspaceError
 from ..objective import Objective
-from ._engine import EngineOptions, PointEngine, StateFn, _sync, build_engine
+from ._engine import (
+    COMPILE_TOL,
+    EngineOptions,
+    PointEngine,
+    StateFn,
+    _deviation,
+    _sync,
+    build_engine,
+)
+from ._workers import WORKER_FACTS, WorkerPool, choose_workers, race
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +98,8 @@ def _as_before(opts: EngineOptions, engine: dict[str, Any] | None) -> EngineOpti
         changes["compile"] = "on" if engine["compiled"] else "off"
     if opts.channels_last is None and isinstance(engine.get("channels_last"), bool):
         changes["channels_last"] = engine["channels_last"]
+    if opts.workers is None and isinstance(engine.get("workers"), int):
+        changes["workers"] = engine["workers"]  # thread counts may change the last bits
     if changes:
         logger.info("resuming with the interrupted run's engine: %s", changes)
     return dataclasses.replace(opts, **changes)
@@ -166,12 +178,28 @@ def _evaluate(
     resumed = int(done.sum())
     todo = mine[~done[mine]]
     eng, info, probe_rows = build_engine(objective, dtype, probes, len(todo), opts, probe_states)
+    pool, workers = choose_workers(
+        objective,
+        eng,
+        opts.workers,
+        probes=probes,
+        ref=probe_rows,
+        n_todo=len(todo),
+        own_states=state is not None,
+        deviation=lambda ref, out: _deviation(ref, out, eng),
+        tolerance=COMPILE_TOL,
+    )
+    info.update(workers)
     run = _Progress(data, done, checkpoint, key, mine, eng.describe())
+    if workers["workers"] is not None:  # decided (auto: the loop races them first)
+        run.engine["workers"] = workers["workers"]
     reuse = np.isin(probe_idx, todo)  # the probes are grid points: keep their values
     if reuse.any():
         run.pending.append((probe_idx[reuse], probe_rows[torch.as_tensor(reuse)]))
         todo = todo[~np.isin(todo, probe_idx)]
-    seconds = _loop(eng, write, state, todo, run, opts, desc, device, len(mine))
+    with pool or contextlib.nullcontext():
+        seconds = _loop(eng, pool, write, state, todo, run, opts, desc, device, len(mine))
+    info.update({k: v for k, v in run.engine.items() if k in WORKER_FACTS})
     data, done = run.data, run.done
     if parallel.world_size() > 1:
         owned = _owned(n_points, mine)
@@ -194,6 +222,7 @@ def _evaluate(
 
 def _loop(
     eng: PointEngine,
+    pool: WorkerPool | None,
     write: Callable[[np.ndarray, torch.Tensor], None],
     state: StateFn | None,
     todo: np.ndarray,
@@ -203,9 +232,17 @@ def _loop(
     device: torch.device,
     n_mine: int,
 ) -> float:
-    """Evaluate ``todo`` in passes of ``points_per_pass``, checkpointing on the way; seconds."""
+    """Evaluate ``todo`` in passes of ``points_per_pass`` (on the pool's workers, or one
+    after the other), checkpointing on the way; seconds."""
     m = eng.points_per_pass
-    buf = torch.empty((m, eng.obj.layout.numel), dtype=eng.dtype, device=device)
+    passes = [todo[s : s + m] for s in range(0, len(todo), m)]
+    serial = functools.partial(_one_by_one, eng, write, state, device=device)
+    if pool is None:
+        results = serial(passes)
+    elif run.engine.get("workers") is None:  # auto: race the workers against one by one
+        results = race(pool, serial, passes, write, run.engine)
+    else:
+        results = pool.imap(passes, write)
     last_save, since = time.monotonic(), 0
     bar = progress_bar(
         total=n_mine,
@@ -216,13 +253,9 @@ def _loop(
         leave=False,
     )
     t_start = time.perf_counter()
-    with bar:
-        for s in range(0, len(todo), m):
-            idx = todo[s : s + m]
-            pts = buf[: len(idx)]
-            write(idx, pts)
-            states = None if state is None else _states(state, idx, pts, device)
-            run.pending.append((idx, eng(pts, states)))
+    with bar, contextlib.closing(results):
+        for idx, rows in results:
+            run.pending.append((idx, rows))
             since += len(idx)
             bar.update(len(idx))
             due = opts.checkpoint_every is not None and since >= opts.checkpoint_every
@@ -234,6 +267,23 @@ def _loop(
         run.flush()
     _sync(device)
     return time.perf_counter() - t_start
+
+
+def _one_by_one(
+    eng: PointEngine,
+    write: Callable[[np.ndarray, torch.Tensor], None],
+    state: StateFn | None,
+    passes: list[np.ndarray],
+    *,
+    device: torch.device,
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """``(indices, rows)`` of each pass, evaluated in this thread."""
+    buf = torch.empty((eng.points_per_pass, eng.obj.layout.numel), dtype=eng.dtype, device=device)
+    for idx in passes:
+        pts = buf[: len(idx)]
+        write(idx, pts)
+        states = None if state is None else _states(state, idx, pts, device)
+        yield idx, eng(pts, states)
 
 
 def _states(
