@@ -125,6 +125,41 @@ def test_cli_names_the_data_flag_when_a_file_is_missing(tmp_path, capsys):
     assert "--data: file 'nope.txt' does not exist" in capsys.readouterr().err
 
 
+def test_record_fine_tunes_a_saved_model_on_a_data_file(tmp_path, capsys):
+    """``record --problem hf-causal-lm:DIR --data FILE``: the run starts at the saved weights
+    and its recorded loss is the mean token loss of the data at each snapshot."""
+    tok = word_tokenizer()
+    model = tiny_gpt2(len(tok))
+    folder = tmp_path / "gpt"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    (tmp_path / "text.txt").write_text(TEXT)
+    argv = ["record", "--problem", f"hf-causal-lm:{folder}", "--data", str(tmp_path / "text.txt"),
+            "--seq-len", "8", "--optimizer", "adam", "--lr", "0.05", "--batch-size", "4",
+            "--steps", "6", "--every", "3", "-o", str(tmp_path / "run"),
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    run = ws.Trajectory.load(tmp_path / "run")
+    assert run.steps.tolist() == [0, 3, 6]
+    start = ws.ParamLayout.from_module(model).flatten(model).numpy()
+    np.testing.assert_array_equal(run.array()[0], start)
+    assert not np.array_equal(run.array()[-1], start)
+    meta = run.metadata
+    assert meta["data"] == str(tmp_path / "text.txt") and meta["seq_len"] == 8
+    # the same data through the objective: the run's last point has a lower loss
+    problem = ws.load_problem(f"hf-causal-lm:{folder}", data=tmp_path / "text.txt", seq_len=8)
+    obj = ws.Objective(problem)
+    first, last = (obj(torch.as_tensor(run.array()[k])).item() for k in (0, -1))
+    assert last < first
+    # a data file for a problem that brings its own data: one line naming the flag
+    bad = ["record", "--problem", "digits-mlp", "--data", str(tmp_path / "text.txt"),
+           "-o", str(tmp_path / "r2"), "--steps", "2"]  # fmt: skip
+    capsys.readouterr()
+    assert main(bad) == 1
+    assert capsys.readouterr().err.startswith("weightspace record: error: --data: a data file")
+    assert not (tmp_path / "r2").exists()
+
+
 def test_import_of_trainer_folders_with_an_hf_spec_needs_no_data(tmp_path, capsys):
     """A Trainer's checkpoint-N/ folders, matched against the model folder's model alone."""
     folder = tmp_path / "gpt"

@@ -13,12 +13,26 @@ EXAMPLES = """
   weightspace record --problem mymodule:make_problem --steps 2000 --every 20 -o runs/mine
   weightspace record --problem digits-cnn --data-seed 1 -o runs/shuffle1   # same init, new order
   weightspace record --problem digits-cnn --init-from runs/sgd:100 -o runs/clone   # clone at 100
+  weightspace record --problem hf-causal-lm:my_gpt --data text.txt --seq-len 64 \\
+      --optimizer adamw --lr 1e-4 --batch-size 8 -o runs/finetune   # fine-tune a saved model
 """
 
 
 def add_parser(sub) -> None:
     p = add_command(sub, "record", "train a model and record its weights every k steps", EXAMPLES)
     _options.add_problem(p)
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="training data of an hf-*:DIR problem: text.txt, data.jsonl (text, label) or "
+        "tokens.npy (other problems bring their own)",
+    )
+    p.add_argument(
+        "--seq-len",
+        type=_options.positive_int,
+        default=128,
+        help="tokens per sequence of the --data file (default 128)",
+    )
     p.add_argument("-o", "--out", required=True, help="run directory to create")
     _options.add_overwrite(p, "a run at OUT")
     inherit = "; with --init-from: the run's"
@@ -47,7 +61,7 @@ def run(args: argparse.Namespace) -> Output:
 
     if args.init_from is not None:
         Trajectory.load(args.init_from[0])  # validate before building anything
-    problem = load_problem(args.problem, seed=args.init_seed)
+    problem = load_problem(args.problem, seed=args.init_seed, data=args.data, seq_len=args.seq_len)
     given = {
         name: getattr(args, name)
         for name in ("optimizer", "lr", "momentum", "weight_decay", "batch_size")
@@ -61,7 +75,11 @@ def run(args: argparse.Namespace) -> Output:
         data_seed=args.data_seed,
         init_from=args.init_from,
         dtype=args.storage_dtype,
-        metadata={"init_seed": args.init_seed, "problem_spec": args.problem},
+        metadata={
+            "init_seed": args.init_seed,
+            "problem_spec": args.problem,
+            **({"data": args.data, "seq_len": args.seq_len} if args.data else {}),
+        },
         overwrite=args.overwrite,
         progress=show_progress(args),
         **given,
