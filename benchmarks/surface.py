@@ -167,7 +167,8 @@ def main() -> None:
     say(
         f"weightspace cold : {t_cold:.2f} s (first call in the process, defaults: compile=auto "
         f"-> {eng['compiled']} ({eng['compile_reason']}), channels_last=auto -> "
-        f"{eng['channels_last']}), max |dev| {np.abs(cold.values - ref).max():.1e}"
+        f"{eng['channels_last']}, workers=auto -> {eng['workers']} ({eng['workers_reason']})), "
+        f"max |dev| {np.abs(cold.values - ref).max():.1e}"
     )
     t_on, comp = timed(lambda: plane(compile="on"))
     ce = comp.metadata["engine"]
