@@ -50,6 +50,17 @@ def tiny_gpt2(vocab: int, seed: int = 0) -> torch.nn.Module:
     return transformers.GPT2LMHeadModel(config)
 
 
+def saved_gpt2(tmp_path):
+    """A tiny GPT-2 and its tokenizer saved to ``tmp_path/gpt``, and ``tmp_path/text.txt``."""
+    tok = word_tokenizer()
+    model = tiny_gpt2(len(tok))
+    folder = tmp_path / "gpt"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    (tmp_path / "text.txt").write_text(TEXT)
+    return tok, model, folder
+
+
 def hand_token_mean(model, ids: torch.Tensor, mask: torch.Tensor) -> float:
     """Σ −log p(next token) over the attended next tokens / their number."""
     with torch.no_grad():
@@ -64,12 +75,7 @@ def hand_token_mean(model, ids: torch.Tensor, mask: torch.Tensor) -> float:
 
 
 def test_cli_surface_spectrum_report_on_a_saved_gpt2_and_a_text_file(tmp_path):
-    tok = word_tokenizer()
-    model = tiny_gpt2(len(tok))
-    folder = tmp_path / "gpt"
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    (tmp_path / "text.txt").write_text(TEXT)
+    tok, model, folder = saved_gpt2(tmp_path)
 
     # a short run of the same model, recorded from a plain loop on the same tokens
     ids = torch.tensor(tok(TEXT, add_special_tokens=False)["input_ids"])
@@ -127,13 +133,8 @@ def test_cli_names_the_data_flag_when_a_file_is_missing(tmp_path, capsys):
 
 def test_record_fine_tunes_a_saved_model_on_a_data_file(tmp_path, capsys):
     """``record --problem hf-causal-lm:DIR --data FILE``: the run starts at the saved weights
-    and its recorded loss is the mean token loss of the data at each snapshot."""
-    tok = word_tokenizer()
-    model = tiny_gpt2(len(tok))
-    folder = tmp_path / "gpt"
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    (tmp_path / "text.txt").write_text(TEXT)
+    and training on the file lowers the mean token loss of the file."""
+    _, model, folder = saved_gpt2(tmp_path)
     argv = ["record", "--problem", f"hf-causal-lm:{folder}", "--data", str(tmp_path / "text.txt"),
             "--seq-len", "8", "--optimizer", "adam", "--lr", "0.05", "--batch-size", "4",
             "--steps", "6", "--every", "3", "-o", str(tmp_path / "run"),
