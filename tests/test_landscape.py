@@ -262,3 +262,42 @@ def test_grid_axis_validates_span_and_count():
         grid_axis(1, -1, 5)
     with pytest.raises(WeightspaceError, match="at least 2 grid points, got 1"):
         grid_axis(-1, 1, 1)
+
+
+# ---------------------------------------------------------------------------- compile rule
+def test_auto_compiles_once_the_eager_time_spent_reaches_the_compile_cost():
+    from weightspace.landscape._engine import COMPILE_COST_S, _decide_compile
+
+    auto, off = ws.EngineOptions(), ws.EngineOptions(compile="off")
+    cost = COMPILE_COST_S
+    use, why = _decide_compile(auto, False, 10, 0.01, spent=cost)  # the rent paid: buy
+    assert use and why.startswith(f"{cost:.1f} s spent evaluating this objective eagerly")
+    assert _decide_compile(auto, False, 10, 0.01, spent=0.99 * cost)[0] is False
+    assert _decide_compile(auto, False, 10, 0.01)[0] is False
+    assert _decide_compile(auto, False, 10, 2.01 * cost / 10)[0] is True  # one call repays it
+    assert _decide_compile(off, False, 10, 1.0, spent=10 * cost)[0] is False
+    assert _decide_compile(auto, True, 1, 0.0)[0] is True
+
+
+def test_eager_seconds_add_up_per_objective_and_reach_the_decision(monkeypatch):
+    from weightspace.landscape import _engine
+
+    problem, *_ = quadratic_problem()
+    obj, other = ws.Objective(problem), ws.Objective(problem)
+    c = torch.zeros(6, dtype=torch.float64)
+    d1, d2 = torch.eye(6, dtype=torch.float64)[:2]
+    xs = np.linspace(-1, 1, 4)
+    seen = []
+    decide = _engine._decide_compile
+
+    def spy(opts, cached, n_todo, t_point, spent=0.0):
+        seen.append(spent)
+        return decide(opts, cached, n_todo, t_point, spent)
+
+    monkeypatch.setattr(_engine, "_decide_compile", spy)
+    first = ws.evaluate_plane(obj, c, d1, d2, xs, xs)
+    second = ws.evaluate_plane(obj, c, d1, d2, xs, xs)
+    ws.evaluate_plane(other, c, d1, d2, xs, xs)
+    s1, s2 = first.metadata["engine"]["seconds"], second.metadata["engine"]["seconds"]
+    assert seen == [0.0, s1, 0.0]  # each objective keeps its own account
+    assert _engine._EAGER_SPENT[obj] == s1 + s2

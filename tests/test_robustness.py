@@ -679,7 +679,7 @@ def test_a_resumed_surface_equals_the_uninterrupted_one_with_the_automatic_engin
     def fake_compile(fn, **_):
         return lambda *a: fn(*a) * (1 + 1e-12)
 
-    def decide(opts, cached, n_todo, t_point):  # the timing rule made deterministic
+    def decide(opts, cached, n_todo, t_point, spent=0.0):  # the timing rule, deterministic
         if opts.compile != "auto":
             return opts.compile == "on", "forced"
         return n_todo > 60, "test"

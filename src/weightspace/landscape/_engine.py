@@ -40,6 +40,8 @@ COMPILE_TOL = 1e-5  # compiled values must match plain eager within this (relati
 _COMPILED: weakref.WeakKeyDictionary[Objective, dict[tuple, PointEngine]] = (
     weakref.WeakKeyDictionary()
 )
+# eager seconds spent per objective in this process (the compile decision's rent so far)
+_EAGER_SPENT: weakref.WeakKeyDictionary[Objective, float] = weakref.WeakKeyDictionary()
 
 
 # ---------------------------------------------------------------------------- options
@@ -49,7 +51,8 @@ class EngineOptions:
 
     Attributes:
         compile: ``"auto"`` (compile when the expected eager time repays the compilation,
-            or a compiled engine for the objective exists), ``"on"`` or ``"off"``.
+            when the eager time already spent on the objective in this process reaches the
+            compile cost, or when a compiled engine for it exists), ``"on"`` or ``"off"``.
         precision: ``"full"`` or ``"bf16"`` (autocast; recorded with its deviation).
         channels_last: channels-last image inputs; None: on for image batches on the CPU.
         points_per_pass: grid points per forward pass (``torch.func.vmap``).
@@ -283,13 +286,27 @@ def _time_plain(
     return torch.cat(rows), min(times)
 
 
+def note_eager(objective: Objective, seconds: float) -> None:
+    """Add ``seconds`` of eager evaluation to what this process has spent on ``objective``."""
+    _EAGER_SPENT[objective] = _EAGER_SPENT.get(objective, 0.0) + seconds
+
+
 def _decide_compile(
-    opts: EngineOptions, cached: bool, n_todo: int, t_point: float
+    opts: EngineOptions, cached: bool, n_todo: int, t_point: float, spent: float = 0.0
 ) -> tuple[bool, str]:
+    """Compile (``"auto"``) when a compiled engine exists, when the eager time already spent
+    on the objective in this process reaches the compile cost (the ski-rental rule: then at
+    most twice the best choice in hindsight, however many calls follow), or when this call
+    alone is expected to take twice the compile cost."""
     if opts.compile != "auto":
         return opts.compile == "on", f"compile={opts.compile!r}"
     if cached:
         return True, "a compiled engine for this objective exists in this process"
+    if spent >= COMPILE_COST_S:
+        return True, (
+            f"{spent:.1f} s spent evaluating this objective eagerly in this process >= "
+            f"compile cost {COMPILE_COST_S} s"
+        )
     expected = n_todo * t_point
     use = expected > 2 * COMPILE_COST_S
     sign = ">" if use else "<="
@@ -322,7 +339,9 @@ def build_engine(
     info: dict[str, Any] = {"eager_seconds_per_point": t_point, "compile_requested": opts.compile}
     key = (dtype, *options.values())
     cache = _COMPILED.setdefault(objective, {})
-    use, why = _decide_compile(opts, key in cache, n_todo, t_point)
+    use, why = _decide_compile(
+        opts, key in cache, n_todo, t_point, spent=_EAGER_SPENT.get(objective, 0.0)
+    )
     engine, out, dev, seconds = plain, ref, 0.0, 0.0
     fast = options["precision"] != "full" or options["channels_last"]
     if use or fast or options["points_per_pass"] > 1:

@@ -34,6 +34,7 @@ from ._engine import (
     _deviation,
     _sync,
     build_engine,
+    note_eager,
 )
 from ._workers import WORKER_FACTS, WorkerPool, choose_workers, race
 
@@ -199,6 +200,8 @@ def _evaluate(
         todo = todo[~np.isin(todo, probe_idx)]
     with pool or contextlib.nullcontext():
         seconds = _loop(eng, pool, write, state, todo, run, opts, desc, device, len(mine))
+    if not eng.compiled:
+        note_eager(objective, seconds)
     info.update({k: v for k, v in run.engine.items() if k in WORKER_FACTS})
     data, done = run.data, run.done
     if parallel.world_size() > 1:
