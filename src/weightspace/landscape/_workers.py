@@ -147,7 +147,7 @@ def choose_workers(
     with contextlib.ExitStack() as stack:
         stack.enter_context(pool)
         tasks = [np.array([k]) for k in range(len(probes))]
-        rows = dict((int(i[0]), r) for i, r in pool.imap(tasks, _probe_writer(probes)))
+        rows = {int(i[0]): r for i, r in pool.imap(tasks, _probe_writer(probes))}
         out = torch.cat([rows[k] for k in range(len(probes))])
         dev = deviation(ref, out)
         if dev > tolerance:
